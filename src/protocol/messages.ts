@@ -1,0 +1,100 @@
+/**
+ * Request schemas for every op (PROTOCOL.md §4, §6) and the op → grant-group table.
+ * Unknown payload fields are stripped; a schema violation names the offending field.
+ */
+import { z } from 'zod';
+import { BUCKET_NAME, KEY_NAME, PROVIDER_NAME } from './names.js';
+
+const provider = z.string().regex(PROVIDER_NAME, `must match ${PROVIDER_NAME.source}`);
+const bucket = z.string().regex(BUCKET_NAME, `must match ${BUCKET_NAME.source}`);
+const keyName = z.string().regex(KEY_NAME, `must match ${KEY_NAME.source}`);
+const sessionId = z.string().min(1, 'must be a non-empty string').max(128, 'is too long');
+
+/** A token as a client may send it with save_token. Extra provider fields pass through. */
+export const incomingTokenSchema = z.looseObject({
+  access_token: z.string().min(1, 'must be a non-empty string'),
+  expiry: z.number().finite(),
+  token_type: z
+    .string()
+    .regex(/^bearer$/i, 'must be "Bearer"')
+    .optional(),
+  scope: z.string().optional(),
+  refresh_token: z.string().optional().nullable(),
+});
+
+const providerBucket = z.object({ provider, bucket: bucket.optional() });
+
+export const FLOW_NAMES = ['device', 'paste', 'browser', 'device_code', 'pkce_redirect', 'browser_redirect'] as const;
+
+export const payloadSchemas = {
+  get_token: providerBucket,
+  save_token: z.object({ provider, bucket: bucket.optional(), token: incomingTokenSchema }),
+  remove_token: providerBucket,
+  list_providers: z.object({}),
+  list_buckets: z.object({ provider }),
+  get_bucket_stats: providerBucket,
+  get_api_key: z.object({ name: keyName }),
+  list_api_keys: z.object({}),
+  has_api_key: z.object({ name: keyName }),
+  refresh_token: providerBucket,
+  oauth_initiate: z.object({ provider, bucket: bucket.optional(), flow: z.enum(FLOW_NAMES).optional() }),
+  oauth_exchange: z.object({ session_id: sessionId, code: z.string().min(1, 'must be a non-empty string').max(8192, 'is too long') }),
+  oauth_poll: z.object({ session_id: sessionId }),
+  oauth_cancel: z.object({ session_id: sessionId }),
+  cancel: z.object({ targetId: z.union([z.string().min(1), z.number().finite()]).transform(String) }),
+} as const;
+
+export type OpName = keyof typeof payloadSchemas;
+export type Payload<O extends OpName> = z.output<(typeof payloadSchemas)[O]>;
+
+/** Grant op groups (PROTOCOL.md §7). `cancel` belongs to none: it only touches the caller's own requests. */
+export type OpGroup = 'read' | 'refresh' | 'login' | 'write';
+export const OP_GROUPS = ['read', 'refresh', 'login', 'write'] as const;
+
+export const opGroup: Readonly<Record<OpName, OpGroup | null>> = {
+  get_token: 'read',
+  save_token: 'write',
+  remove_token: 'write',
+  list_providers: 'read',
+  list_buckets: 'read',
+  get_bucket_stats: 'read',
+  get_api_key: 'read',
+  list_api_keys: 'read',
+  has_api_key: 'read',
+  refresh_token: 'refresh',
+  oauth_initiate: 'login',
+  oauth_exchange: 'login',
+  oauth_poll: 'login',
+  oauth_cancel: 'login',
+  cancel: null,
+};
+
+/** Ops that exist only from protocol version 2 on. */
+export const V2_ONLY_OPS: ReadonlySet<OpName> = new Set(['cancel']);
+
+/** Prototype-safe op lookup: `__proto__`, `constructor` and friends are unknown ops. */
+export function isKnownOp(op: string): op is OpName {
+  return Object.prototype.hasOwnProperty.call(payloadSchemas, op);
+}
+
+/** Formats the first schema issue as `field "x" must ...`, never echoing the value itself. */
+export function describeIssue(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'Invalid payload';
+  const path = issue.path.length > 0 ? issue.path.map(String).join('.') : 'payload';
+  let detail = issue.message;
+  if (issue.code === 'invalid_type') {
+    detail = `must be ${issue.expected}`;
+    if (/received undefined/.test(issue.message)) detail = 'is required';
+  }
+  return `Invalid field "${path}": ${detail}`;
+}
+
+export type ParseResult<O extends OpName> = { ok: true; payload: Payload<O> } | { ok: false; message: string };
+
+/** Validates a payload against its op's schema. */
+export function parsePayload<O extends OpName>(op: O, payload: unknown): ParseResult<O> {
+  const result = payloadSchemas[op].safeParse(payload);
+  if (result.success) return { ok: true, payload: result.data as Payload<O> };
+  return { ok: false, message: describeIssue(result.error) };
+}
