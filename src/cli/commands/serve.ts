@@ -1,0 +1,86 @@
+/** `credproxy serve`: run the daemon in the foreground until SIGINT/SIGTERM/SIGHUP. */
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import { startDaemon } from '../../server/daemon.js';
+import { loadPolicy, type Policy } from '../../server/policy.js';
+import { CliError, warn } from '../util/errors.js';
+import { parseTcp, parseUid } from '../util/serveArgs.js';
+import { closeHostStores, openHostStores, storeChoice } from '../util/stores.js';
+
+interface ServeOptions {
+  socket?: string;
+  policy?: string;
+  allowUid?: number[];
+  audit?: string;
+  tcp?: string;
+  json?: boolean;
+}
+
+function readPolicy(file: string | undefined): Policy | undefined {
+  if (file === undefined) return undefined;
+  try {
+    return loadPolicy(file);
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+}
+
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description('run the credential daemon in the foreground; prints the socket path once it is ready')
+    .option('--socket <path>', 'socket path (default: $XDG_RUNTIME_DIR/credproxy/… or $TMPDIR/credproxy-UID/…)')
+    .option('--policy <file>', 'grants policy JSON (default: same-uid connections get full access)')
+    .addOption(new Option('--allow-uid <uid>', 'also accept connections from this uid (repeatable)').argParser(parseUid))
+    .option('--audit <target>', 'audit log: a file path, "-" for stderr, or "off" (default: DATA_DIR/audit.log)')
+    .addOption(new Option('--tcp <addr>', 'also listen on loopback TCP, 127.0.0.1:PORT or [::1]:PORT (capability token required)').argParser(parseTcp))
+    .option('--json', 'print {"socket": PATH, "tcp": {host, port}} instead of the bare path')
+    .addHelpText(
+      'after',
+      `
+DATA_DIR is $CREDPROXY_HOME, else $XDG_DATA_HOME/credproxy, else ~/.local/share/credproxy.
+The chosen store backend and why are reported on stderr. The daemon stops cleanly, removing its
+socket, on SIGINT, SIGTERM or SIGHUP.`,
+    )
+    .action(async (opts: ServeOptions, cmd: Command) => {
+      // Cheap checks first, so a typo in the policy file fails before any store is touched.
+      const policy = readPolicy(opts.policy);
+      const socketPath = opts.socket === undefined ? undefined : path.resolve(opts.socket);
+      const allowUids = [...new Set([...(opts.allowUid ?? []), ...(policy?.allowUids ?? [])])];
+
+      const stores = await openHostStores(storeChoice(cmd));
+      warn(`store backend: ${stores.backend} (${stores.reason})`);
+      try {
+        let audit = opts.audit;
+        if (audit === undefined) {
+          // A file by default: on stderr the audit trail would drown the daemon's own messages.
+          await mkdir(stores.dataDir, { recursive: true, mode: 0o700 });
+          audit = path.join(stores.dataDir, 'audit.log');
+        }
+        const daemon = await startDaemon({
+          tokens: stores.tokens,
+          keys: stores.keys,
+          ...(socketPath !== undefined && { socketPath }),
+          ...(policy !== undefined && { policy }),
+          ...(allowUids.length > 0 && { allowUids }),
+          audit,
+          ...(opts.tcp !== undefined && { tcp: opts.tcp }),
+          handleSignals: true,
+          log: (line) => process.stderr.write(`${line}\n`),
+        }).catch((err: unknown) => {
+          // The daemon's start errors (path too long, unsafe directory, address in use) are written for users.
+          throw new CliError(err instanceof Error ? err.message : String(err));
+        });
+
+        if (opts.json) {
+          process.stdout.write(`${JSON.stringify({ socket: daemon.socketPath, ...(daemon.tcpAddress && { tcp: daemon.tcpAddress }) })}\n`);
+        } else {
+          process.stdout.write(`${daemon.socketPath}\n`);
+          if (daemon.tcpAddress) warn(`also listening on TCP ${daemon.tcpAddress.host}:${daemon.tcpAddress.port}`);
+        }
+        await daemon.closed;
+      } finally {
+        await closeHostStores(stores);
+      }
+    });
+}

@@ -1,0 +1,51 @@
+/** `credproxy token PROVIDER`: print an access token — the one command that prints a secret. */
+import { Command } from 'commander';
+import { ProxyTokenStore } from '../../client/ProxyTokenStore.js';
+import { secondsToExpiry } from '../../oauth/token.js';
+import { CliError } from '../util/errors.js';
+import { describeExpiry } from '../util/duration.js';
+import { proxySocketFromEnv, withProxyClient } from '../util/proxy.js';
+import { withHostStores } from '../util/stores.js';
+import { label, toTarget, type Target } from '../util/target.js';
+
+async function viaProxy(socketPath: string, target: Target): Promise<string | null> {
+  return withProxyClient(socketPath, async (client) => {
+    // The daemon refreshes a nearly expired token before answering (PROTOCOL.md §6).
+    const token = await new ProxyTokenStore(client).getToken(target.provider, target.bucket);
+    return token ? token.access_token : null;
+  });
+}
+
+async function fromHost(cmd: Command, target: Target): Promise<string | null> {
+  return withHostStores(cmd, async ({ tokens }) => {
+    const token = await tokens.getToken(target.provider, target.bucket);
+    if (!token) return null;
+    // The CLI does not refresh; an expired token would only fail later, further from the cause.
+    const left = secondsToExpiry(token, Date.now());
+    if (left <= 0) {
+      throw new CliError(`Token for ${label(target)} ${describeExpiry(left)}; get it through a running daemon (which refreshes) or import a new one`);
+    }
+    return token.access_token;
+  });
+}
+
+export function tokenCommand(): Command {
+  return new Command('token')
+    .description('print the access token of PROVIDER/BUCKET on stdout')
+    .argument('<provider>', 'provider name')
+    .option('--bucket <bucket>', 'bucket', 'default')
+    .addHelpText(
+      'after',
+      `
+When CREDPROXY_SOCKET (or LLXPRT_CREDENTIAL_SOCKET) is set, the token comes through that daemon,
+which refreshes it when needed; otherwise it is read from the host store (--store), and an
+expired token is an error.`,
+    )
+    .action(async (provider: string, opts: { bucket: string }, cmd: Command) => {
+      const target = toTarget(provider, opts.bucket);
+      const socketPath = proxySocketFromEnv();
+      const accessToken = socketPath ? await viaProxy(socketPath, target) : await fromHost(cmd, target);
+      if (accessToken === null) throw new CliError(`No token for ${label(target)}`);
+      process.stdout.write(`${accessToken}\n`);
+    });
+}

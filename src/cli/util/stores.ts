@@ -1,0 +1,59 @@
+/** Opening the host stores for a command, and always closing them again. */
+import { Option, type Command } from 'commander';
+import { openStores } from '../../store/open.js';
+import type { KeyStore, StoreBackend, TokenStore } from '../../store/types.js';
+import { dataDir } from '../../paths.js';
+import { warn } from './errors.js';
+
+export const STORE_CHOICES = ['auto', 'keyring', 'file', 'memory'] as const;
+export type StoreChoice = (typeof STORE_CHOICES)[number];
+
+/** The global `--store` option; commander rejects any other value with the list of choices. */
+export function storeOption(): Option {
+  return new Option(
+    '--store <backend>',
+    'host store backend (auto: OS keyring when usable, else encrypted file; memory keeps nothing after exit)',
+  )
+    .choices(STORE_CHOICES)
+    .default('auto');
+}
+
+/** The `--store` value of a subcommand (declared once on the program). */
+export function storeChoice(cmd: Command): StoreChoice {
+  return (cmd.optsWithGlobals() as { store?: StoreChoice }).store ?? 'auto';
+}
+
+export interface HostStores {
+  tokens: TokenStore;
+  keys: KeyStore;
+  backend: StoreBackend;
+  reason: string;
+  protects: string;
+  dataDir: string;
+}
+
+/** Opens the stores under `dataDir()` (CREDPROXY_HOME respected). The caller must close them. */
+export async function openHostStores(choice: StoreChoice, env: NodeJS.ProcessEnv = process.env): Promise<HostStores> {
+  const dir = dataDir(env);
+  const opened = await openStores({ backend: choice, dataDir: dir, env });
+  return { ...opened, dataDir: dir };
+}
+
+/** Closes both stores; a failure to close must not hide the command's own result. */
+export async function closeHostStores(stores: HostStores): Promise<void> {
+  await Promise.allSettled([stores.tokens.close?.(), stores.keys.close?.()]);
+}
+
+/**
+ * Runs `fn` with the host stores open. A one-shot command on the memory store would silently
+ * lose what it wrote, so that is called out.
+ */
+export async function withHostStores<T>(cmd: Command, fn: (stores: HostStores) => Promise<T>): Promise<T> {
+  const stores = await openHostStores(storeChoice(cmd));
+  if (stores.backend === 'memory') warn('note: memory store; nothing is kept after this command exits');
+  try {
+    return await fn(stores);
+  } finally {
+    await closeHostStores(stores);
+  }
+}
