@@ -1,0 +1,36 @@
+/**
+ * Grants (PROTOCOL.md §7): what one capability, or the bare socket, may do. The single place that
+ * answers "may this connection do that?".
+ */
+import type { OpGroup } from '../protocol/messages.js';
+
+/** `'*'` = every provider/bucket/key. Provider → its buckets (`'*'` = all buckets). */
+export interface Grant {
+  /** Short, non-secret id used in the audit log. */
+  id: string;
+  providers: '*' | Readonly<Record<string, '*' | readonly string[]>>;
+  keys: '*' | readonly string[];
+  ops: readonly OpGroup[];
+}
+
+export const FULL_GRANT: Grant = { id: 'full', providers: '*', keys: '*', ops: ['read', 'refresh', 'login', 'write'] };
+export const EMPTY_GRANT: Grant = { id: 'none', providers: {}, keys: [], ops: [] };
+
+export function allowsOp(grant: Grant, group: OpGroup): boolean {
+  return grant.ops.includes(group);
+}
+
+export function allowsProvider(grant: Grant, provider: string): boolean {
+  return grant.providers === '*' || Object.prototype.hasOwnProperty.call(grant.providers, provider);
+}
+
+export function allowsBucket(grant: Grant, provider: string, bucket: string): boolean {
+  if (grant.providers === '*') return true;
+  if (!Object.prototype.hasOwnProperty.call(grant.providers, provider)) return false;
+  const buckets = grant.providers[provider]!;
+  return buckets === '*' || buckets.includes(bucket);
+}
+
+export function allowsKey(grant: Grant, name: string): boolean {
+  return grant.keys === '*' || grant.keys.includes(name);
+}

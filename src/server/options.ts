@@ -1,0 +1,40 @@
+/** Options of the daemon, as the CLI and tests pass them. */
+import type { KeyStore, TokenStore } from '../store/types.js';
+import type { Policy } from './policy.js';
+
+export interface DaemonOptions {
+  tokens: TokenStore;
+  keys: KeyStore;
+  /** Explicit socket path; default per PROTOCOL.md §1. */
+  socketPath?: string;
+  /** Grants policy; absent = full access for same-uid connections without a capability. */
+  policy?: Policy;
+  /** Extra peer uids allowed besides the daemon's own. */
+  allowUids?: number[];
+  /** Audit sink: a file path, '-' for stderr, or 'off'. Default '-'? no: default 'off' for library use. */
+  audit?: string;
+  /** Optional loopback TCP listener, "127.0.0.1:PORT" (PORT 0 = any). */
+  tcp?: string;
+  /** Per-connection limits (PROTOCOL.md §4). */
+  limits?: Partial<ConnectionLimits>;
+  /** Injected clock (ms). */
+  now?: () => number;
+}
+
+export interface ConnectionLimits {
+  maxInFlight: number;
+  maxPerSecond: number;
+  handshakeTimeoutMs: number;
+  partialFrameTimeoutMs: number;
+  operationTimeoutMs: number;
+  shutdownGraceMs: number;
+}
+
+export const DEFAULT_LIMITS: ConnectionLimits = {
+  maxInFlight: 16,
+  maxPerSecond: 60,
+  handshakeTimeoutMs: 5_000,
+  partialFrameTimeoutMs: 5_000,
+  operationTimeoutMs: 15_000,
+  shutdownGraceMs: 5_000,
+};

@@ -1,0 +1,102 @@
+/**
+ * The grants policy file (`serve --policy FILE`):
+ *
+ *   {
+ *     "default": { "providers": {"anthropic": ["default"], "gemini": "*"}, "keys": ["openai"], "ops": ["read", "refresh"] },
+ *     "allowUids": [1001],
+ *     "capabilities": [
+ *       { "id": "ci", "tokenSha256": "<64 hex>", "providers": "*", "keys": [], "ops": ["read"] }
+ *     ]
+ *   }
+ *
+ * `default` applies to same-uid (or allowed-uid) Unix connections that present no capability token;
+ * when omitted they get nothing. Capability tokens are stored only as their SHA-256.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { OP_GROUPS } from '../protocol/messages.js';
+import { KEY_NAME, PROVIDER_NAME } from '../protocol/names.js';
+import { describeIssue } from '../protocol/messages.js';
+import { EMPTY_GRANT, FULL_GRANT, type Grant } from './grants.js';
+
+const providerName = z.string().regex(PROVIDER_NAME, `must match ${PROVIDER_NAME.source}`);
+const grantShape = {
+  providers: z.union([z.literal('*'), z.record(providerName, z.union([z.literal('*'), z.array(providerName)]))]).default({}),
+  keys: z.union([z.literal('*'), z.array(z.string().regex(KEY_NAME, `must match ${KEY_NAME.source}`))]).default([]),
+  ops: z.array(z.enum(OP_GROUPS)).default([]),
+};
+const grantId = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must match ^[A-Za-z0-9._-]{1,64}$');
+
+const policySchema = z.strictObject({
+  default: z.strictObject(grantShape).optional(),
+  allowUids: z.array(z.number().int().nonnegative()).default([]),
+  capabilities: z
+    .array(z.strictObject({ id: grantId, tokenSha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex chars'), ...grantShape }))
+    .default([]),
+});
+
+export interface CapabilityGrant {
+  grant: Grant;
+  tokenSha256: Buffer;
+}
+
+export interface Policy {
+  defaultGrant: Grant;
+  allowUids: number[];
+  capabilities: CapabilityGrant[];
+}
+
+/** The policy in force when no file is given: same-uid connections get everything. */
+export const OPEN_POLICY: Policy = { defaultGrant: FULL_GRANT, allowUids: [], capabilities: [] };
+
+/** Parses policy JSON text; throws an Error naming the file and the offending field. */
+export function parsePolicy(text: string, source = 'policy'): Policy {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${source}: not valid JSON (${(err as Error).message})`);
+  }
+  const result = policySchema.safeParse(raw);
+  if (!result.success) throw new Error(`${source}: ${describeIssue(result.error)}`);
+  const p = result.data;
+  const ids = new Set<string>();
+  const capabilities = p.capabilities.map((c) => {
+    if (ids.has(c.id)) throw new Error(`${source}: duplicate capability id "${c.id}"`);
+    ids.add(c.id);
+    return { grant: { id: c.id, providers: c.providers, keys: c.keys, ops: c.ops }, tokenSha256: Buffer.from(c.tokenSha256, 'hex') };
+  });
+  const defaultGrant = p.default ? { id: 'default', ...p.default } : EMPTY_GRANT;
+  return { defaultGrant, allowUids: p.allowUids, capabilities };
+}
+
+/** Reads and parses a policy file with a specific error when it cannot be read. */
+export function loadPolicy(file: string): Policy {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new Error(`Cannot read policy file ${file}: ${code}`);
+  }
+  return parsePolicy(text, `Policy file ${file}`);
+}
+
+/** SHA-256 of a capability token, as the policy stores it. */
+export function hashCapability(token: string): Buffer {
+  return createHash('sha256').update(token, 'utf8').digest();
+}
+
+/**
+ * Finds the grant of a presented capability token. Compares hashes in constant time and walks the
+ * whole list so the time does not reveal which entry matched.
+ */
+export function grantForCapability(policy: Policy, token: string): Grant | null {
+  const presented = hashCapability(token);
+  let found: Grant | null = null;
+  for (const cap of policy.capabilities) {
+    if (timingSafeEqual(presented, cap.tokenSha256) && found === null) found = cap.grant;
+  }
+  return found;
+}

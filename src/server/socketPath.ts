@@ -1,0 +1,118 @@
+/**
+ * Socket location rules (PROTOCOL.md §1): a private 0700 directory, an unguessable file name, a
+ * path short enough for every platform, and cleanup of sockets whose daemon is gone.
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+/** sockaddr_un.sun_path is 104 bytes on macOS; stay under 100. */
+export const MAX_SOCKET_PATH_BYTES = 100;
+
+function uid(): number {
+  return process.getuid?.() ?? 0;
+}
+
+function ownedDirectory(dir: string | undefined): dir is string {
+  if (!dir || !path.isAbsolute(dir)) return false;
+  try {
+    const st = fs.statSync(dir);
+    return st.isDirectory() && st.uid === uid();
+  } catch {
+    return false;
+  }
+}
+
+/** Candidate socket directories, best first. */
+export function socketDirCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
+  const dirs: string[] = [];
+  if (ownedDirectory(env.XDG_RUNTIME_DIR)) dirs.push(path.join(env.XDG_RUNTIME_DIR, 'credproxy'));
+  dirs.push(path.join(fs.realpathSync(os.tmpdir()), `credproxy-${uid()}`));
+  dirs.push(`/tmp/credproxy-${uid()}`);
+  return [...new Set(dirs)];
+}
+
+/**
+ * Creates the directory 0700, or checks an existing one: it must be a real directory owned by us
+ * with no group/other bits. We never chmod a directory we did not just create.
+ */
+export function ensurePrivateDir(dir: string): void {
+  try {
+    fs.mkdirSync(dir, { mode: 0o700 });
+    fs.chmodSync(dir, 0o700); // the umask may have masked bits off; never adds any beyond 0700
+    return;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+      throw new Error(`Cannot create socket directory ${dir}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+  }
+  const st = fs.lstatSync(dir);
+  if (!st.isDirectory()) throw new Error(`Socket directory ${dir} exists but is not a directory`);
+  if (st.uid !== uid()) throw new Error(`Socket directory ${dir} is owned by uid ${st.uid}, not ${uid()}; refusing to use it`);
+  if ((st.mode & 0o077) !== 0) {
+    throw new Error(`Socket directory ${dir} has mode ${(st.mode & 0o777).toString(8)}; it must be 700 (fix it or remove it)`);
+  }
+}
+
+/** `{pid}-{nonce}.sock` with a 128-bit hex nonce. */
+export function socketFileName(pid = process.pid): string {
+  return `${pid}-${randomBytes(16).toString('hex')}.sock`;
+}
+
+/** Throws a specific error when a socket path would not fit in sockaddr_un on every platform. */
+export function assertSocketPathLength(socketPath: string): void {
+  const bytes = Buffer.byteLength(socketPath);
+  if (bytes >= MAX_SOCKET_PATH_BYTES) {
+    throw new Error(`Socket path too long (${bytes} bytes; it must be under ${MAX_SOCKET_PATH_BYTES}): ${socketPath}`);
+  }
+}
+
+/** Picks the default socket path: the first candidate directory where the full path fits. */
+export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): { dir: string; socketPath: string } {
+  const name = socketFileName();
+  for (const dir of socketDirCandidates(env)) {
+    const socketPath = path.join(dir, name);
+    if (Buffer.byteLength(socketPath) < MAX_SOCKET_PATH_BYTES) return { dir, socketPath };
+  }
+  throw new Error('No socket directory gives a path under 100 bytes; pass --socket with a short path');
+}
+
+/** Resolves whether something listens on a Unix socket path: 'live', 'stale' (ECONNREFUSED) or 'absent'. */
+export function probeSocket(socketPath: string, timeoutMs = 1000): Promise<'live' | 'stale' | 'absent'> {
+  return new Promise((resolve) => {
+    const conn = net.connect(socketPath);
+    const done = (state: 'live' | 'stale' | 'absent'): void => {
+      clearTimeout(timer);
+      conn.destroy();
+      resolve(state);
+    };
+    // A listener that accepts slowly is still alive: never remove it.
+    const timer = setTimeout(() => done('live'), timeoutMs);
+    conn.once('connect', () => done('live'));
+    conn.once('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ECONNREFUSED') done('stale');
+      else if (err.code === 'ENOENT') done('absent');
+      else done('live');
+    });
+  });
+}
+
+/** Removes `.sock` files in `dir` whose listener is gone. Returns the removed paths. */
+export async function removeStaleSockets(dir: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    if (!entry.name.endsWith('.sock') || !entry.isSocket()) continue;
+    const full = path.join(dir, entry.name);
+    if ((await probeSocket(full)) === 'stale') {
+      try {
+        fs.unlinkSync(full);
+        removed.push(full);
+      } catch {
+        // Raced with another daemon's cleanup; nothing to do.
+      }
+    }
+  }
+  return removed;
+}

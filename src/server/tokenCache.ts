@@ -1,0 +1,73 @@
+/**
+ * Keeps decrypted tokens in the daemon so a get_token does not decrypt or call the keyring.
+ * The cache is valid only while the store's change stamp is unchanged; any write by any process
+ * (including this one) changes the stamp and empties it.
+ */
+import type { StoredToken, TokenStore } from '../store/types.js';
+
+export class CachedTokenStore implements TokenStore {
+  private stamp: string | null = null;
+  private readonly tokens = new Map<string, StoredToken | null>();
+
+  constructor(private readonly inner: TokenStore) {}
+
+  get backend() {
+    return this.inner.backend;
+  }
+
+  private current(): Map<string, StoredToken | null> {
+    const stamp = this.inner.changeStamp();
+    if (stamp !== this.stamp) {
+      this.tokens.clear();
+      this.stamp = stamp;
+    }
+    return this.tokens;
+  }
+
+  async getToken(provider: string, bucket: string): Promise<StoredToken | null> {
+    const key = `${provider}\u0000${bucket}`;
+    const cache = this.current();
+    if (cache.has(key)) {
+      const hit = cache.get(key)!;
+      return hit ? { ...hit } : null;
+    }
+    const stampBefore = this.stamp;
+    const token = await this.inner.getToken(provider, bucket);
+    // Only cache what was read under an unchanged stamp; a concurrent write makes it suspect.
+    if (this.inner.changeStamp() === stampBefore) cache.set(key, token ? { ...token } : null);
+    return token;
+  }
+
+  async saveToken(provider: string, bucket: string, token: StoredToken): Promise<void> {
+    this.stamp = null;
+    await this.inner.saveToken(provider, bucket, token);
+    this.stamp = null;
+  }
+
+  async removeToken(provider: string, bucket: string): Promise<boolean> {
+    this.stamp = null;
+    const existed = await this.inner.removeToken(provider, bucket);
+    this.stamp = null;
+    return existed;
+  }
+
+  listProviders(): Promise<string[]> {
+    return this.inner.listProviders();
+  }
+
+  listBuckets(provider: string): Promise<string[]> {
+    return this.inner.listBuckets(provider);
+  }
+
+  withTokenLock<T>(provider: string, bucket: string, fn: () => Promise<T>): Promise<T> {
+    return this.inner.withTokenLock(provider, bucket, fn);
+  }
+
+  changeStamp(): string {
+    return this.inner.changeStamp();
+  }
+
+  close(): Promise<void> {
+    return this.inner.close?.() ?? Promise.resolve();
+  }
+}
