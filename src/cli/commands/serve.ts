@@ -33,7 +33,7 @@ export function serveCommand(): Command {
     .option('--policy <file>', 'grants policy JSON (default: same-uid connections get full access)')
     .addOption(new Option('--allow-uid <uid>', 'also accept connections from this uid (repeatable)').argParser(parseUid))
     .option('--audit <target>', 'audit log: a file path, "-" for stderr, or "off" (default: DATA_DIR/audit.log)')
-    .addOption(new Option('--tcp <addr>', 'also listen on loopback TCP, 127.0.0.1:PORT or [::1]:PORT (capability token required)').argParser(parseTcp))
+    .addOption(new Option('--tcp <addr>', 'also listen on loopback TCP, 127.0.0.1:PORT or [::1]:PORT (PORT 0 = any; clients need a capability token)').argParser(parseTcp))
     .option('--json', 'print {"socket": PATH, "tcp": {host, port}} instead of the bare path')
     .addHelpText(
       'after',
@@ -66,7 +66,7 @@ socket, on SIGINT, SIGTERM or SIGHUP.`,
           audit,
           ...(opts.tcp !== undefined && { tcp: opts.tcp }),
           handleSignals: true,
-          log: (line) => process.stderr.write(`${line}\n`),
+          log: (line: string) => warn(line),
         }).catch((err: unknown) => {
           // The daemon's start errors (path too long, unsafe directory, address in use) are written for users.
           throw new CliError(err instanceof Error ? err.message : String(err));

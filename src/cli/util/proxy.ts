@@ -1,6 +1,6 @@
 /** Sandbox-side mode: when a proxy socket is in the environment, commands go through the daemon. */
 import { ProxyClient } from '../../client/ProxyClient.js';
-import { readCapabilityFromEnv } from '../../client/index.js';
+import { readCapabilityFromEnv } from '../../client/capability.js';
 
 /** The proxy socket from `CREDPROXY_SOCKET`, else llxprt-code's `LLXPRT_CREDENTIAL_SOCKET`. */
 export function proxySocketFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
