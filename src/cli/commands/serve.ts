@@ -46,10 +46,8 @@ socket, on SIGINT, SIGTERM or SIGHUP.`,
       // Cheap checks first, so a typo in the policy file fails before any store is touched.
       const policy = readPolicy(opts.policy);
       const socketPath = opts.socket === undefined ? undefined : path.resolve(opts.socket);
-      const allowUids = [...new Set([...(opts.allowUid ?? []), ...(policy?.allowUids ?? [])])];
 
       const stores = await openHostStores(storeChoice(cmd));
-      warn(`store backend: ${stores.backend} (${stores.reason})`);
       try {
         let audit = opts.audit;
         if (audit === undefined) {
@@ -62,7 +60,8 @@ socket, on SIGINT, SIGTERM or SIGHUP.`,
           keys: stores.keys,
           ...(socketPath !== undefined && { socketPath }),
           ...(policy !== undefined && { policy }),
-          ...(allowUids.length > 0 && { allowUids }),
+          // The daemon adds the policy file's allowUids to these.
+          ...(opts.allowUid !== undefined && { allowUids: opts.allowUid }),
           audit,
           ...(opts.tcp !== undefined && { tcp: opts.tcp }),
           handleSignals: true,
@@ -72,12 +71,11 @@ socket, on SIGINT, SIGTERM or SIGHUP.`,
           throw new CliError(err instanceof Error ? err.message : String(err));
         });
 
-        if (opts.json) {
-          process.stdout.write(`${JSON.stringify({ socket: daemon.socketPath, ...(daemon.tcpAddress && { tcp: daemon.tcpAddress }) })}\n`);
-        } else {
-          process.stdout.write(`${daemon.socketPath}\n`);
-          if (daemon.tcpAddress) warn(`also listening on TCP ${daemon.tcpAddress.host}:${daemon.tcpAddress.port}`);
-        }
+        // Reported once the daemon is up, so a start-up failure stays a single error line.
+        warn(`store backend: ${stores.backend} (${stores.reason})`);
+        // The daemon's own "listening on …" line (stderr) names the TCP address in text mode.
+        const ready = opts.json ? JSON.stringify({ socket: daemon.socketPath, ...(daemon.tcpAddress && { tcp: daemon.tcpAddress }) }) : daemon.socketPath;
+        process.stdout.write(`${ready}\n`);
         await daemon.closed;
       } finally {
         await closeHostStores(stores);
