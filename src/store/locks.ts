@@ -1,0 +1,147 @@
+/**
+ * Locks shared by the stores: an in-process keyed mutex, and cross-process locks built on
+ * proper-lockfile (a lock is a directory created with mkdir, kept fresh by mtime updates).
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import lockfile from 'proper-lockfile';
+import { StoreError } from './types.js';
+
+/** Serializes async work per key inside one process; FIFO, no polling. */
+export class KeyedMutex {
+  private readonly tails = new Map<string, Promise<void>>();
+
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.tails.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => (release = resolve));
+    const tail = previous.then(() => mine);
+    this.tails.set(key, tail);
+    await previous;
+    try {
+      return await fn();
+    } finally {
+      release();
+      // Only the last waiter may drop the entry, or a later waiter would lose its place.
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    }
+  }
+}
+
+export interface FileLockOptions {
+  /** How long to wait for another holder before failing with StoreError('locked'). */
+  waitMs: number;
+  /** A lock whose mtime is older than this is considered abandoned (holder crashed). */
+  staleMs: number;
+  /** Human description for error messages, e.g. "the credential store". */
+  what: string;
+}
+
+/** Passed to the body of a cross-process lock so it can check, before committing, that it still holds it. */
+export interface LockHandle {
+  /** Throws StoreError('locked') when proper-lockfile reported the lock compromised. */
+  assertHeld(): void;
+}
+
+interface Holder {
+  readonly path: string;
+  released: boolean;
+  readonly handle: LockHandle;
+}
+
+// proper-lockfile is not re-entrant and two acquisitions in one process would just poll each
+// other, so every lock path also gets a process-wide FIFO mutex (shared by all store instances).
+const processMutex = new KeyedMutex();
+// Which lock paths the current async call chain already holds: a nested acquisition of the same
+// path (e.g. a withTokenLock body calling a helper that takes the same lock) runs directly instead
+// of deadlocking until the wait times out.
+const held = new AsyncLocalStorage<readonly Holder[]>();
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Runs `fn` holding the in-process lock `key`; a nested call for the same key runs directly. */
+export async function withProcessLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  if (heldBy(key)) return fn();
+  return processMutex.run(key, () => runHolding(key, NOT_A_FILE_LOCK, fn));
+}
+
+const NOT_A_FILE_LOCK: LockHandle = { assertHeld() {} };
+
+function heldBy(key: string): Holder | undefined {
+  return held.getStore()?.find((h) => h.path === key && !h.released);
+}
+
+async function runHolding<T>(key: string, handle: LockHandle, fn: () => Promise<T>): Promise<T> {
+  const holder: Holder = { path: key, released: false, handle };
+  try {
+    return await held.run([...(held.getStore() ?? []), holder], fn);
+  } finally {
+    // Work the body left running after it returned must not count as holding the lock.
+    holder.released = true;
+  }
+}
+
+/**
+ * Runs `fn` while holding the cross-process lock `<lockPath>.lock` (a directory); `lockPath` itself
+ * need not exist. Waits up to `waitMs` with jittered backoff, then fails with StoreError('locked').
+ */
+export async function withFileLock<T>(lockPath: string, options: FileLockOptions, fn: (lock: LockHandle) => Promise<T>): Promise<T> {
+  const target = path.resolve(lockPath);
+  const outer = heldBy(target);
+  if (outer) return fn(outer.handle);
+
+  return processMutex.run(target, async () => {
+    let compromised = false;
+    const release = await acquire(target, options, () => (compromised = true));
+    const handle: LockHandle = {
+      assertHeld() {
+        if (compromised) {
+          throw new StoreError('locked', `Lost the lock on ${options.what} (${target}.lock) while holding it; another process may have taken it over`);
+        }
+      },
+    };
+    try {
+      const result = await runHolding(target, handle, () => fn(handle));
+      handle.assertHeld();
+      return result;
+    } finally {
+      // A failed release (lock dir already removed as stale) must not mask the body's outcome.
+      await release().catch(() => undefined);
+    }
+  });
+}
+
+async function acquire(target: string, options: FileLockOptions, onCompromised: () => void): Promise<() => Promise<void>> {
+  const deadline = Date.now() + options.waitMs;
+  let delay = 5;
+  for (;;) {
+    try {
+      return await lockfile.lock(target, {
+        realpath: false,
+        stale: options.staleMs,
+        update: Math.max(1000, Math.floor(options.staleMs / 2)),
+        retries: 0,
+        // Without this, proper-lockfile throws from a timer and kills the process.
+        onCompromised,
+      });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ELOCKED') {
+        throw new StoreError('io', `Cannot lock ${options.what} (${target}.lock): ${code ?? (err as Error).message}`);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new StoreError('locked', `Timed out after ${options.waitMs} ms waiting for the lock on ${options.what} (${target}.lock); another process holds it`);
+      }
+      await sleep(Math.min(left, delay * (0.5 + Math.random())));
+      delay = Math.min(delay * 1.6, 100);
+    }
+  }
+}
+
+/** The lock path of one (provider, bucket) under `locksDir`: hashed, so no name can escape the dir. */
+export function tokenLockPath(locksDir: string, provider: string, bucket: string): string {
+  const digest = createHash('sha256').update(provider).update('\0').update(bucket).digest('hex');
+  return path.join(locksDir, `token-${digest.slice(0, 32)}`);
+}

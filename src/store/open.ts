@@ -1,0 +1,146 @@
+/** Chooses and opens the host store backend. Never the kernel keyring (see keyring.ts). */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { FileStore, PASSPHRASE_ENV } from './fileStore.js';
+import { KEYRING_ENTRY_OPTIONS, KEYRING_SERVICE, KeyringStore } from './keyring.js';
+import { MemoryStore } from './memory.js';
+import { StoreError, type KeyStore, type StoreBackend, type TokenStore } from './types.js';
+
+export type StoreChoice = 'auto' | StoreBackend;
+
+export interface OpenStoresOptions {
+  backend: StoreChoice;
+  dataDir: string;
+  /** CREDPROXY_PASSPHRASE and DBUS_SESSION_BUS_ADDRESS are read from here. Default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** How long the keyring probe may take. Default 2000 ms. */
+  probeTimeoutMs?: number;
+}
+
+export interface OpenedStores {
+  /** tokens and keys are the same object; closing both is fine. */
+  tokens: TokenStore;
+  keys: KeyStore;
+  backend: StoreBackend;
+  /** Which backend was chosen and why, for `status` output and logs. */
+  reason: string;
+  /** One honest line on what this backend protects against. */
+  protects: string;
+}
+
+export const PROTECTS = {
+  keyring: 'secrets held by the OS keyring (desktop Secret Service or Keychain), unlocked with your login; other processes of your user can still ask for them',
+  fileKey: 'protects against copying the store file alone; not against another process of your user, which can read the key file',
+  filePassphrase: 'encrypted at rest with your passphrase; a process of your user that can read your environment can still decrypt',
+  memory: 'nothing is persisted; credentials vanish when the daemon stops',
+} as const;
+
+/** Opens the stores of `options.backend`; 'auto' prefers a keyring that answers the probe. */
+export async function openStores(options: OpenStoresOptions): Promise<OpenedStores> {
+  const env = options.env ?? process.env;
+  const timeoutMs = options.probeTimeoutMs ?? 2000;
+  switch (options.backend) {
+    case 'memory': {
+      const store = new MemoryStore();
+      return { tokens: store, keys: store, backend: 'memory', reason: 'memory store: requested', protects: PROTECTS.memory };
+    }
+    case 'file':
+      return openFile(options.dataDir, env, 'file store: requested');
+    case 'keyring': {
+      const probe = await probeKeyring(env, timeoutMs);
+      if (!probe.ok) throw new StoreError('unavailable', `The OS keyring was requested but cannot be used: ${probe.why}`);
+      return openKeyring(options.dataDir, `keyring: requested; ${probe.what}`);
+    }
+    case 'auto': {
+      const storePath = path.join(options.dataDir, 'store.enc');
+      // Switching an existing file store to a keyring that just appeared would hide its credentials.
+      if (fs.existsSync(storePath)) return openFile(options.dataDir, env, `file store: ${storePath} already holds the credentials`);
+      if (process.platform !== 'linux' && process.platform !== 'darwin') {
+        return openFile(options.dataDir, env, `file store: the keyring is only used automatically on Linux and macOS, not ${process.platform}`);
+      }
+      const probe = await probeKeyring(env, timeoutMs);
+      if (probe.ok) return openKeyring(options.dataDir, `keyring: ${probe.what}`);
+      const hidden = fs.existsSync(path.join(options.dataDir, 'keyring.state')) ? ' (credentials saved earlier in the keyring are not visible now)' : '';
+      return openFile(options.dataDir, env, `file store: ${probe.why}${hidden}`);
+    }
+    default:
+      throw new StoreError('unavailable', `Unknown store backend ${JSON.stringify(options.backend)}`);
+  }
+}
+
+async function openFile(dataDir: string, env: NodeJS.ProcessEnv, reason: string): Promise<OpenedStores> {
+  const store = await FileStore.open({ dataDir, env });
+  const withPassphrase = store.keyKind === 'passphrase';
+  return {
+    tokens: store,
+    keys: store,
+    backend: 'file',
+    reason: `${reason}; encrypted with ${withPassphrase ? PASSPHRASE_ENV : `the key file ${store.keyPath}`}`,
+    protects: withPassphrase ? PROTECTS.filePassphrase : PROTECTS.fileKey,
+  };
+}
+
+async function openKeyring(dataDir: string, reason: string): Promise<OpenedStores> {
+  const store = await KeyringStore.open({ dataDir });
+  return { tokens: store, keys: store, backend: 'keyring', reason, protects: PROTECTS.keyring };
+}
+
+export type ProbeResult = { ok: true; what: string } | { ok: false; why: string };
+
+// Looks up an item that never exists: answers without creating anything or prompting to unlock.
+const PROBE_SCRIPT = `
+const [modulePath, service, options] = process.argv.slice(1);
+try {
+  const { AsyncEntry } = require(modulePath);
+  new AsyncEntry(service, 'probe:availability', JSON.parse(options)).getPassword().then(
+    () => process.exit(0),
+    (err) => { process.stderr.write(String(err && err.message)); process.exit(3); });
+} catch (err) { process.stderr.write(String(err && err.message)); process.exit(3); }
+`;
+
+/**
+ * Asks the OS keyring for a nonexistent item in a child process: the native constructor is
+ * synchronous and a Secret Service that never answers would otherwise freeze this process.
+ */
+export async function probeKeyring(env: NodeJS.ProcessEnv, timeoutMs: number): Promise<ProbeResult> {
+  const seconds = `${Number((timeoutMs / 1000).toFixed(1))} s`;
+  const name = process.platform === 'darwin' ? 'the macOS Keychain' : process.platform === 'linux' ? 'the Secret Service' : 'the OS keyring';
+  if (process.platform === 'linux') {
+    // libdbus does not guess a session bus, so without the variable the keyring cannot work here.
+    if (!env.DBUS_SESSION_BUS_ADDRESS) return { ok: false, why: 'no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set)' };
+    // The native library talks to the bus named in the real process environment.
+    if (env !== process.env && env.DBUS_SESSION_BUS_ADDRESS !== process.env.DBUS_SESSION_BUS_ADDRESS) {
+      return { ok: false, why: 'the given DBUS_SESSION_BUS_ADDRESS differs from this process environment, which the keyring library uses' };
+    }
+  }
+  let modulePath: string;
+  try {
+    modulePath = createRequire(import.meta.url).resolve('@napi-rs/keyring');
+  } catch {
+    return { ok: false, why: 'the @napi-rs/keyring module is not installed' };
+  }
+  return new Promise<ProbeResult>((resolve) => {
+    const child = spawn(process.execPath, ['-e', PROBE_SCRIPT, modulePath, KEYRING_SERVICE, JSON.stringify(KEYRING_ENTRY_OPTIONS)], {
+      env,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (chunk: string) => (stderr = (stderr + chunk).slice(0, 2000)));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      resolve({ ok: false, why: `no ${name.replace(/^the /, '')} answered within ${seconds}` });
+    }, timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      resolve({ ok: false, why: `cannot start the keyring probe: ${err.message}` });
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve({ ok: true, what: `${name} answered within ${seconds}` });
+      else resolve({ ok: false, why: `${name} did not work: ${stderr.trim().split('\n')[0]?.slice(0, 300) || `probe exited with ${code}`}` });
+    });
+  });
+}
