@@ -2,6 +2,7 @@
  * Picks the stores a process should use: the proxy stores when a credential proxy socket is in the
  * environment (the process runs in a sandbox), the host stores otherwise.
  */
+import type { StoreChoice } from '../store/open.js';
 import type { KeyStore, StoreBackend, TokenStore } from '../store/types.js';
 import { dataDir as defaultDataDir } from '../paths.js';
 import { readCapabilityFromEnv } from './capability.js';
@@ -12,7 +13,7 @@ import { ProxyTokenStore } from './ProxyTokenStore.js';
 export interface StoreFactoryOptions {
   env?: NodeJS.ProcessEnv;
   /** Host mode: which backend to open (default 'auto'). */
-  backend?: 'auto' | 'keyring' | 'file' | 'memory';
+  backend?: StoreChoice;
   /** Host mode: data directory (default dataDir(env)). */
   dataDir?: string;
   /** Host mode: how long to wait for the keyring probe. */
@@ -53,15 +54,20 @@ export async function createStores(options: StoreFactoryOptions = {}): Promise<S
 /** The token store of this process: ProxyTokenStore in a sandbox, the host TokenStore otherwise. */
 export async function createTokenStore(options: StoreFactoryOptions = {}): Promise<TokenStore | ProxyTokenStore> {
   const stores = await createStores(options);
-  await stores.keys.close?.();
+  await closeUnused(stores.keys, stores.tokens);
   return stores.tokens;
 }
 
 /** The key store of this process: the read-only ProxyKeyStore in a sandbox, the host KeyStore otherwise. */
 export async function createKeyStore(options: StoreFactoryOptions = {}): Promise<KeyStore | ProxyKeyStore> {
   const stores = await createStores(options);
-  await stores.tokens.close?.();
+  await closeUnused(stores.tokens, stores.keys);
   return stores.keys;
+}
+
+/** Host backends return one object as both stores; it must stay open for the half that is used. */
+async function closeUnused(unused: { close?(): Promise<void> }, used: object): Promise<void> {
+  if (unused !== used) await unused.close?.();
 }
 
 // Stores created for the same socket (and capability) share one client, hence one connection. The

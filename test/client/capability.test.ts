@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { Writable } from 'node:stream';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -67,7 +68,7 @@ function runWithNodePipe(content: string, fdValue: string | null = '3'): Promise
   if (fdValue !== null) env.CREDPROXY_CAPABILITY_FD = fdValue;
   const child = spawn(process.execPath, ['child.mjs'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
   const report = collect(child);
-  const channel = child.stdio[3] as NodeJS.ReadWriteStream;
+  const channel = child.stdio[3] as Writable;
   // A child that never reads fd 3 exits with the data unread, which resets the socket pair.
   channel.on('error', () => {});
   channel.end(content);
