@@ -57,8 +57,8 @@ export function keyFileParams(): KeyParams {
 export class HeaderError extends Error {}
 
 export function parseHeader(buf: Buffer): StoreHeader {
+  if (buf.length >= MAGIC.length && !buf.subarray(0, MAGIC.length).equals(MAGIC)) throw new HeaderError('not a credproxy store (bad magic)');
   if (buf.length < HEADER_LENGTH) throw new HeaderError(`file too short (${buf.length} bytes)`);
-  if (!buf.subarray(0, 4).equals(MAGIC)) throw new HeaderError('not a credproxy store (bad magic)');
   const version = buf[4]!;
   if (version !== FORMAT_VERSION) throw new HeaderError(`unsupported format version ${version} (this build reads ${FORMAT_VERSION})`);
   const kindByte = buf[5]!;
