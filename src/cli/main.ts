@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** Entry point of the `credproxy` binary. */
+import { CommanderError } from 'commander';
 import { buildProgram } from './program.js';
 import { formatError } from './util/errors.js';
 
@@ -14,11 +15,25 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => (err.code === 'EPIPE'
 process.on('uncaughtException', die);
 process.on('unhandledRejection', die);
 
+// If the event loop drains while a command is still awaiting something (a handle unref'd too
+// early), Node would exit quietly; make that a visible failure rather than a silent success.
+let settled = false;
+process.on('exit', () => {
+  if (settled) return;
+  process.stderr.write('credproxy: internal error: the command stopped before it finished\n');
+  process.exitCode = 1;
+});
+
 try {
   await buildProgram().parseAsync(process.argv);
 } catch (err) {
-  process.stderr.write(`${formatError(err)}\n`);
-  process.exitCode = 1;
+  // Commander has already printed its usage error or help text; only its exit code is left to apply.
+  if (err instanceof CommanderError) process.exitCode = err.exitCode;
+  else {
+    process.stderr.write(`${formatError(err)}\n`);
+    process.exitCode = 1;
+  }
 }
+settled = true;
 // Every command closes what it opened; should a handle still linger, do not hang the shell.
 setTimeout(() => process.exit(), 2_000).unref();

@@ -20,17 +20,28 @@ function packageVersion(): string {
   }
 }
 
+/**
+ * Settings that commander copies only to subcommands made with .command(), not to added ones, so
+ * they are applied to the whole tree: usage errors in the one-line `credproxy: …` format, global
+ * options in every --help, and exits thrown (main.ts decides the exit code) instead of process.exit.
+ */
+function configureTree(cmd: Command): void {
+  cmd
+    .configureHelp({ showGlobalOptions: true })
+    .configureOutput({ outputError: (text, write) => write(`credproxy: ${oneLine(text.replace(/^error: /, ''))}\n`) })
+    .exitOverride();
+  for (const sub of cmd.commands) configureTree(sub);
+}
+
 export function buildProgram(): Command {
   const program = new Command('credproxy')
     .description('host-side credential broker: keeps refresh tokens and API keys on the host, serves short-lived access tokens to sandboxes')
     .version(packageVersion())
     .addOption(storeOption())
-    .configureHelp({ showGlobalOptions: true })
-    // Usage errors follow the same one-line `credproxy: …` format as every other failure.
-    .configureOutput({ outputError: (text, write) => write(`credproxy: ${oneLine(text.replace(/^error: /, ''))}\n`) })
     .addHelpText('after', '\nData lives in $CREDPROXY_HOME, else $XDG_DATA_HOME/credproxy, else ~/.local/share/credproxy.');
   for (const command of [serveCommand(), importCommand(), tokenCommand(), logoutCommand(), keysCommand(), statusCommand()]) {
     program.addCommand(command);
   }
+  configureTree(program);
   return program;
 }

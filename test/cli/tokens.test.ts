@@ -142,14 +142,15 @@ describe('status warnings about the file store key', () => {
   it('warns when CREDPROXY_PASSPHRASE is unset, and not when it is set', async () => {
     const withPass = await cli(['status']);
     expect(withPass.code, withPass.stderr).toBe(0);
-    expect(withPass.stdout).not.toContain('CREDPROXY_PASSPHRASE');
+    expect(withPass.stdout).not.toContain('Warnings:');
+    expect(withPass.stdout).not.toContain('CREDPROXY_PASSPHRASE is unset');
     // A separate home: a store created with a passphrase is not meant to open without it.
     const other = makeSandbox();
     try {
       delete other.env.CREDPROXY_PASSPHRASE;
       const without = await runCli(['status', '--store', 'file'], { env: other.env });
       expect(without.code, without.stderr).toBe(0);
-      expect(without.stdout).toContain('CREDPROXY_PASSPHRASE is unset');
+      expect(without.stdout).toContain(`Warnings:\n  - CREDPROXY_PASSPHRASE is unset: the file store's encryption key sits beside it in ${other.env.CREDPROXY_HOME}`);
     } finally {
       other.cleanup();
     }

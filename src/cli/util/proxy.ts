@@ -14,6 +14,9 @@ export async function withProxyClient<T>(socketPath: string, fn: (client: ProxyC
   try {
     return await fn(client);
   } finally {
-    await client.close();
+    // The client unrefs an idle socket, so the loop could drain before its graceful close
+    // completes; hold the process open (briefly) until it has.
+    const hold = setTimeout(() => {}, 3_000);
+    await client.close().finally(() => clearTimeout(hold));
   }
 }
