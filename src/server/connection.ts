@@ -29,7 +29,8 @@ export interface ConnectionDeps {
 
 interface InFlight {
   op: string;
-  abort: AbortController;
+  abort: AbortController | null;
+  timer: NodeJS.Timeout | null;
   started: number;
   provider?: string | undefined;
   bucket?: string | undefined;
@@ -219,30 +220,32 @@ export class Connection {
       this.audit(op, 'INVALID_REQUEST', { provider, bucket });
       return;
     }
-    const entry: InFlight = { op, abort: new AbortController(), started: this.deps.now(), provider, bucket };
+    const entry: InFlight = { op, abort: null, started: this.deps.now(), provider, bucket, timer: null };
     this.inFlight.set(id, entry);
-    const timeout = setTimeout(() => {
-      entry.abort.abort();
+    entry.timer = setTimeout(() => {
+      entry.abort?.abort();
       this.finish(id, entry, { ok: false, code: 'INTERNAL_ERROR', error: 'Operation timed out' });
     }, this.deps.limits.operationTimeoutMs);
-    const ctx: HandlerContext = { ...this.baseContext!, signal: entry.abort.signal };
+    const ctx = new RequestContext(this.baseContext!, entry);
     const handler = this.deps.handlers[op] as (c: HandlerContext, p: unknown) => Promise<Record<string, unknown>>;
-    Promise.resolve()
-      .then(() => {
-        checkScope(ctx.grant, op, parsed.payload as Record<string, unknown>);
-        return handler(ctx, parsed.payload);
-      })
-      .then(
-        (data) => this.finish(id, entry, { ok: true, data }),
-        (err: unknown) => this.finish(id, entry, errorReply(err)),
-      )
-      .finally(() => clearTimeout(timeout));
+    let pending: Promise<Record<string, unknown>>;
+    try {
+      checkScope(ctx.grant, op, parsed.payload as Record<string, unknown>);
+      pending = handler(ctx, parsed.payload);
+    } catch (err) {
+      pending = Promise.reject(err);
+    }
+    pending.then(
+      (data) => this.finish(id, entry, { ok: true, data }),
+      (err: unknown) => this.finish(id, entry, errorReply(err)),
+    );
   }
 
   /** Sends the one reply of `id`, unless it was already answered (cancelled or timed out). */
   private finish(id: string, entry: InFlight, result: { ok: true; data: Record<string, unknown> } | ErrorReply): void {
     if (this.inFlight.get(id) !== entry) return;
     this.inFlight.delete(id);
+    if (entry.timer) clearTimeout(entry.timer);
     if (result.ok) this.reply({ v: this.version, id, ok: true, data: result.data });
     else this.replyError(id, result.code, result.error, result.retryAfter);
     this.audit(entry.op, result.ok ? 'ok' : result.code, { provider: entry.provider, bucket: entry.bucket, ms: this.deps.now() - entry.started });
@@ -258,7 +261,7 @@ export class Connection {
     }
     const target = this.inFlight.get(parsed.payload.targetId);
     if (target) {
-      target.abort.abort();
+      target.abort?.abort();
       this.finish(parsed.payload.targetId, target, { ok: false, code: 'CANCELLED', error: 'Request cancelled' });
     }
     this.reply({ v: this.version, id, ok: true, data: { cancelled: target !== undefined } });
@@ -289,9 +292,40 @@ export class Connection {
   private onClose(): void {
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     if (this.partialTimer) clearTimeout(this.partialTimer);
-    for (const entry of this.inFlight.values()) entry.abort.abort();
+    for (const entry of this.inFlight.values()) {
+      entry.abort?.abort();
+      if (entry.timer) clearTimeout(entry.timer);
+    }
     this.inFlight.clear();
     for (const wake of this.idleWaiters.splice(0)) wake();
+  }
+}
+
+/** A handler's context; its AbortSignal is made on first use (most reads never look at it). */
+class RequestContext implements HandlerContext {
+  readonly tokens: HandlerContext['tokens'];
+  readonly keys: HandlerContext['keys'];
+  readonly grant: HandlerContext['grant'];
+  readonly peer: HandlerContext['peer'];
+  readonly usage: HandlerContext['usage'];
+  readonly refresher: HandlerContext['refresher'];
+  readonly now: HandlerContext['now'];
+
+  constructor(
+    base: Omit<HandlerContext, 'signal'>,
+    private readonly entry: InFlight,
+  ) {
+    this.tokens = base.tokens;
+    this.keys = base.keys;
+    this.grant = base.grant;
+    this.peer = base.peer;
+    this.usage = base.usage;
+    this.refresher = base.refresher;
+    this.now = base.now;
+  }
+
+  get signal(): AbortSignal {
+    return (this.entry.abort ??= new AbortController()).signal;
   }
 }
 
