@@ -11,7 +11,7 @@ export interface DaemonOptions {
   policy?: Policy;
   /** Extra peer uids allowed besides the daemon's own. */
   allowUids?: number[];
-  /** Audit sink: a file path, '-' for stderr, or 'off'. Default '-'? no: default 'off' for library use. */
+  /** Audit sink: a file path, '-' for stderr, or 'off' (the default for library use; the CLI defaults to a file). */
   audit?: string;
   /** Optional loopback TCP listener, "127.0.0.1:PORT" (PORT 0 = any). */
   tcp?: string;

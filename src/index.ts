@@ -1,0 +1,12 @@
+/** credproxy's public API: the sandbox client, the host stores, the daemon and the wire protocol. */
+export * from './client/index.js';
+export * from './store/index.js';
+export { startDaemon, type Daemon, type StartOptions } from './server/daemon.js';
+export { DEFAULT_LIMITS, type ConnectionLimits, type DaemonOptions } from './server/options.js';
+export { loadPolicy, parsePolicy, hashCapability, OPEN_POLICY, type Policy } from './server/policy.js';
+export { FULL_GRANT, type Grant } from './server/grants.js';
+export { defaultSocketPath } from './server/socketPath.js';
+export { mergeToken, sanitizeToken, type SanitizedToken } from './oauth/token.js';
+export { declarePublicFields } from './oauth/publicFields.js';
+export { dataDir } from './paths.js';
+export * from './protocol/index.js';
