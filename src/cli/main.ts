@@ -4,20 +4,27 @@ import { CommanderError } from 'commander';
 import { buildProgram } from './program.js';
 import { formatError } from './util/errors.js';
 
+// Set once the command has run to its end (or failed in a way already reported).
+let settled = false;
+
+function exitNow(code: number): never {
+  settled = true;
+  process.exit(code);
+}
+
 function die(err: unknown): never {
   process.stderr.write(`${formatError(err)}\n`);
-  process.exit(1);
+  exitNow(1);
 }
 
 // `credproxy keys list | head -1` closes the pipe early; that is not an error worth a stack trace.
-process.stdout.on('error', (err: NodeJS.ErrnoException) => (err.code === 'EPIPE' ? process.exit(process.exitCode ?? 0) : die(err)));
+process.stdout.on('error', (err: NodeJS.ErrnoException) => (err.code === 'EPIPE' ? exitNow(Number(process.exitCode ?? 0)) : die(err)));
 // Last line of defence for the "no stack traces" rule.
 process.on('uncaughtException', die);
 process.on('unhandledRejection', die);
 
 // If the event loop drains while a command is still awaiting something (a handle unref'd too
 // early), Node would exit quietly; make that a visible failure rather than a silent success.
-let settled = false;
 process.on('exit', () => {
   if (settled) return;
   process.stderr.write('credproxy: internal error: the command stopped before it finished\n');

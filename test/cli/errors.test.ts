@@ -68,6 +68,12 @@ describe('options', () => {
     );
   });
 
+  it('--store memory is refused for one-shot commands', async () => {
+    const msg = 'credproxy: --store memory only makes sense with serve: a one-shot command would start empty and forget everything at exit';
+    expect(await fail(['keys', 'set', 'openai', '--store', 'memory'], 'v')).toBe(msg);
+    expect(await fail(['status', '--store', 'memory'])).toBe(msg);
+  });
+
   it('unknown command', async () => {
     expect(await fail(['tokn'])).toMatch(/^credproxy: unknown command 'tokn'/);
   });

@@ -3,7 +3,7 @@ import { Option, type Command } from 'commander';
 import { openStores } from '../../store/open.js';
 import type { KeyStore, StoreBackend, TokenStore } from '../../store/types.js';
 import { dataDir } from '../../paths.js';
-import { warn } from './errors.js';
+import { CliError } from './errors.js';
 
 export const STORE_CHOICES = ['auto', 'keyring', 'file', 'memory'] as const;
 export type StoreChoice = (typeof STORE_CHOICES)[number];
@@ -12,7 +12,7 @@ export type StoreChoice = (typeof STORE_CHOICES)[number];
 export function storeOption(): Option {
   return new Option(
     '--store <backend>',
-    'host store backend (auto: OS keyring when usable, else encrypted file; memory keeps nothing after exit)',
+    'host store backend (auto: OS keyring when usable, else encrypted file; memory: serve only, nothing persists)',
   )
     .choices(STORE_CHOICES)
     .default('auto');
@@ -45,12 +45,15 @@ export async function closeHostStores(stores: HostStores): Promise<void> {
 }
 
 /**
- * Runs `fn` with the host stores open. A one-shot command on the memory store would silently
- * lose what it wrote, so that is called out.
+ * Runs `fn` with the host stores open. The memory backend is refused here: a one-shot command
+ * would start from an empty store and lose whatever it wrote when it exits.
  */
 export async function withHostStores<T>(cmd: Command, fn: (stores: HostStores) => Promise<T>): Promise<T> {
-  const stores = await openHostStores(storeChoice(cmd));
-  if (stores.backend === 'memory') warn('note: memory store; nothing is kept after this command exits');
+  const choice = storeChoice(cmd);
+  if (choice === 'memory') {
+    throw new CliError('--store memory only makes sense with serve: a one-shot command would start empty and forget everything at exit');
+  }
+  const stores = await openHostStores(choice);
   try {
     return await fn(stores);
   } finally {
