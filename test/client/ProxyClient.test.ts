@@ -113,7 +113,7 @@ describe('ProxyClient connection and handshake', () => {
     const { server, client } = await setup({ handshake: () => null }, { handshakeTimeoutMs: 100 });
     const error = await rejection(client.request('list_providers', {}));
     expect(error.code).toBe('HANDSHAKE_TIMEOUT');
-    await server.connections[0]!.closed;
+    await server.connections[0]!.waitClosed();
   });
 
   it('reports a missing socket as CONNECT_FAILED', async () => {
@@ -237,7 +237,7 @@ describe('ProxyClient requests', () => {
     const { server, client } = await setup({ onRequest: (f, c) => c.reply(f) }, { idleTimeoutMs: 100 });
     await client.request('list_providers', {});
     const conn = server.connections[0]!;
-    await conn.closed;
+    await conn.waitClosed();
     expect(conn.endedByClient).toBe(true);
     expect(client.connected).toBe(false);
 
@@ -268,7 +268,7 @@ describe('ProxyClient requests', () => {
     await client.close();
     expect((await failed).code).toBe('CLOSED');
     expect((await rejection(client.request('list_providers', {}))).code).toBe('CLOSED');
-    await conn.closed;
+    await conn.waitClosed();
     expect(conn.endedByClient).toBe(true);
   });
 });

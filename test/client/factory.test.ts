@@ -1,10 +1,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createKeyStore, createStores, createTokenStore } from '../../src/client/factory.js';
 import { ProxyKeyStore } from '../../src/client/ProxyKeyStore.js';
 import { ProxyTokenStore } from '../../src/client/ProxyTokenStore.js';
+import { FileStore } from '../../src/store/fileStore.js';
 import { FrameServer } from '../helpers/frameServer.js';
 
 const TOKEN = { access_token: 'at', expiry: 1_900_000_000, token_type: 'Bearer' };
@@ -82,12 +83,12 @@ describe('store factory in a sandbox', () => {
     await expect(keys.listKeys()).resolves.toEqual(['openai']);
     expect(server.connections).toHaveLength(1);
     await keys.close?.();
-    await server.connections[0]!.closed;
+    await server.connections[0]!.waitClosed();
     expect(server.connections[0]!.endedByClient).toBe(true);
   });
 
   it('passes the capability token read from CREDPROXY_CAPABILITY_FD to the handshake', async () => {
-    // Runs last in this file: the token is read once per process and then cached.
+    // The token is read once per process and cached; no other test here depends on its absence.
     const server = await peer();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cpx-fd-'));
     dirs.push(dir);
@@ -111,6 +112,8 @@ describe('store factory on the host', () => {
     expect(stores.mode).toBe('host');
     expect(stores.tokens.backend).toBe('memory');
 
+    // File stores serve as both token and key store; the factory must not close the half it returns.
+    const closeSpy = vi.spyOn(FileStore.prototype, 'close');
     const env = {};
     const tokens = track(await createTokenStore({ env, backend: 'file', dataDir: dir }));
     expect(tokens.backend).toBe('file');
@@ -118,5 +121,7 @@ describe('store factory on the host', () => {
     await expect(tokens.getToken('anthropic', 'default')).resolves.toMatchObject(TOKEN);
     const keys = track(await createKeyStore({ env, backend: 'file', dataDir: dir }));
     expect(keys.backend).toBe('file');
+    expect(closeSpy).not.toHaveBeenCalled();
+    closeSpy.mockRestore();
   });
 });

@@ -42,6 +42,19 @@ export class PeerConnection {
     });
   }
 
+  /** Resolves when the connection has closed; rejects after timeoutMs. */
+  async waitClosed(timeoutMs = 2_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`Connection still open after ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      await Promise.race([this.closed, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Frames other than the handshake. */
   get requests(): JsonObject[] {
     return this.frames.slice(1);
