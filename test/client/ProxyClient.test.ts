@@ -122,6 +122,15 @@ describe('ProxyClient connection and handshake', () => {
     expect(error.code).toBe('CONNECT_FAILED');
   });
 
+  it('speaks the same protocol over loopback TCP, which requires a capability token', async () => {
+    server = await FrameServer.start({ tcp: true, onRequest: (f, c) => c.reply(f, { providers: [] }) });
+    expect(() => new ProxyClient({ port: server!.port! })).toThrow(/requires a capability token/);
+    const client = new ProxyClient({ host: '127.0.0.1', port: server.port!, capabilityToken: TOKEN });
+    clients.push(client);
+    await expect(client.request('list_providers', {})).resolves.toEqual({ providers: [] });
+    expect(server.connections[0]!.frames[0]).toMatchObject({ payload: { capabilityToken: TOKEN } });
+  });
+
   it('rejects a malformed capability token without echoing it', () => {
     const secret = 'SECRET-not-a-token';
     expect(() => new ProxyClient({ socketPath: '/x', capabilityToken: secret })).toThrow(/64 lowercase hex/);

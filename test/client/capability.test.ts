@@ -1,15 +1,15 @@
 /**
  * readCapabilityFromEnv reads a real inherited descriptor once per process, so each case runs in a
- * fresh child process. The child loads src/client/capability.ts transpiled as-is (it has only
- * Node built-in imports), so these tests need no build.
+ * fresh child process. The child loads src/client/capability.ts transpiled on the fly, so these
+ * tests need no build.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
-import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { transpileSources } from './transpile.js';
 
 const TOKEN = '0123456789abcdef'.repeat(4);
 
@@ -24,7 +24,7 @@ interface ChildReport {
 
 const CHILD = `
 import fs from 'node:fs';
-import { readCapabilityFromEnv } from './capability.mjs';
+import { readCapabilityFromEnv } from './client/capability.js';
 const out = {};
 try { out.first = readCapabilityFromEnv() ?? null; } catch (e) { out.firstError = e.message; }
 out.envAfter = process.env.CREDPROXY_CAPABILITY_FD ?? null;
@@ -37,11 +37,7 @@ let dir: string;
 
 beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cpx-cap-'));
-  const source = fs.readFileSync(new URL('../../src/client/capability.ts', import.meta.url), 'utf8');
-  const { outputText } = ts.transpileModule(source, {
-    compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 },
-  });
-  fs.writeFileSync(path.join(dir, 'capability.mjs'), outputText);
+  transpileSources(dir, ['client/capability.ts']);
   fs.writeFileSync(path.join(dir, 'child.mjs'), CHILD);
 });
 

@@ -20,6 +20,8 @@ export interface FrameServerOptions {
   handshake?: HandshakeScript;
   /** Called for every frame after the handshake; by default the test answers via next()/reply(). */
   onRequest?: (frame: JsonObject, conn: PeerConnection) => void;
+  /** Listen on 127.0.0.1 (random port) instead of a Unix socket. */
+  tcp?: boolean;
 }
 
 /** One accepted connection, seen from the server side. */
@@ -118,13 +120,16 @@ export class FrameServer {
   readonly connections: PeerConnection[] = [];
   private connectionWaiters: Array<() => void> = [];
 
+  /** The TCP port when started with `tcp`. */
+  port: number | undefined;
+
   private constructor(
     private readonly server: net.Server,
     readonly socketPath: string,
     private readonly dir: string,
   ) {}
 
-  /** Listens on a fresh socket in a private temp directory. */
+  /** Listens on a fresh socket in a private temp directory (or on a loopback port). */
   static async start(options: FrameServerOptions = {}): Promise<FrameServer> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cpx-'));
     const socketPath = path.join(dir, 's.sock');
@@ -133,8 +138,10 @@ export class FrameServer {
     self = new FrameServer(server, socketPath, dir);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(socketPath, () => resolve());
+      if (options.tcp) server.listen(0, '127.0.0.1', () => resolve());
+      else server.listen(socketPath, () => resolve());
     });
+    if (options.tcp) self.port = (server.address() as net.AddressInfo).port;
     return self;
   }
 
