@@ -133,9 +133,9 @@ export class FrameServer {
   static async start(options: FrameServerOptions = {}): Promise<FrameServer> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cpx-'));
     const socketPath = path.join(dir, 's.sock');
-    let self: FrameServer | undefined;
-    const server = net.createServer((socket) => self!.accept(socket, options));
-    self = new FrameServer(server, socketPath, dir);
+    const server = net.createServer();
+    const self = new FrameServer(server, socketPath, dir);
+    server.on('connection', (socket: net.Socket) => self.accept(socket, options));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       if (options.tcp) server.listen(0, '127.0.0.1', () => resolve());
