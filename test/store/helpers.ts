@@ -65,7 +65,10 @@ export function startWorker(cmd: Record<string, unknown>, env: NodeJS.ProcessEnv
     const parts = (partial + chunk).split('\n');
     partial = parts.pop()!;
     lines.push(...parts);
-    for (const w of waiters.splice(0)) (lines.length >= w.count ? w.resolve() : waiters.push(w));
+    for (const w of waiters.splice(0)) {
+      if (lines.length >= w.count) w.resolve();
+      else waiters.push(w);
+    }
   });
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) =>
