@@ -139,7 +139,8 @@ export class ProxyClient {
     if (!conn) return;
     this.conn = null;
     this.rejectAll(conn, closedError());
-    await this.retire(conn);
+    // An explicit close is awaited by its caller: keep the process alive until it completes.
+    await this.retire(conn, true);
   }
 
   private connection(signal: AbortSignal | undefined, op: string): Promise<Connection> {
@@ -330,14 +331,18 @@ export class ProxyClient {
     conn.idleTimer.unref();
   }
 
-  /** Graceful end; resolves once the socket is closed (destroyed if the host does not close within 2 s). */
-  private retire(conn: Connection): Promise<void> {
+  /**
+   * Graceful end; resolves once the socket is closed (destroyed if the host does not close within
+   * 2 s). `holdProcess` keeps the event loop alive meanwhile; an idle retirement must not.
+   */
+  private retire(conn: Connection, holdProcess = false): Promise<void> {
     clearTimeout(conn.idleTimer);
     const { socket } = conn;
     if (socket.closed) return Promise.resolve();
     return new Promise((resolve) => {
       const force = setTimeout(() => socket.destroy(), 2_000);
-      force.unref();
+      if (holdProcess) socket.ref();
+      else force.unref();
       socket.once('close', () => {
         clearTimeout(force);
         resolve();
