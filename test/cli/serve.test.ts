@@ -90,6 +90,21 @@ describe('serve', () => {
     expect(result.stdout + result.stderr).not.toContain(refresh);
   });
 
+  it('the daemon\'s token cache sees a token another process wrote to the file store', async () => {
+    const put = (access: string) =>
+      runCli(['import', 'anthropic', '--store', 'file'], { env: box.env, input: JSON.stringify({ access_token: access, refresh_token: 'rt-x', expiry: nowSec() + 3600 }) });
+    expect((await put('at-first')).code).toBe(0);
+    const { line } = await serve(['--store', 'file']);
+    const read = () => runCli(['token', 'anthropic'], { env: sandboxEnv(line) });
+    expect((await read()).stdout).toBe('at-first\n');
+    expect((await read()).stdout).toBe('at-first\n'); // now served from the daemon's cache
+    expect((await put('at-second')).code).toBe(0); // a separate process rewrites the store
+    expect((await read()).stdout).toBe('at-second\n');
+    const gone = await runCli(['logout', 'anthropic', '--store', 'file'], { env: box.env });
+    expect(gone.code, gone.stderr).toBe(0);
+    expect((await read()).stderr).toBe('credproxy: No token for anthropic/default\n');
+  });
+
   it('logout through the proxy removes the token on the host', async () => {
     await runCli(['import', 'anthropic', '--store', 'file'], { env: box.env, input: JSON.stringify({ access_token: 'x', expiry: nowSec() + 600 }) });
     const sock = path.join(box.dir, 'explicit.sock');
