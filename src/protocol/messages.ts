@@ -8,7 +8,12 @@ import { BUCKET_NAME, KEY_NAME, PROVIDER_NAME } from './names.js';
 const provider = z.string().regex(PROVIDER_NAME, `must match ${PROVIDER_NAME.source}`);
 const bucket = z.string().regex(BUCKET_NAME, `must match ${BUCKET_NAME.source}`);
 const keyName = z.string().regex(KEY_NAME, `must match ${KEY_NAME.source}`);
-const sessionId = z.string().min(1, 'must be a non-empty string').max(128, 'is too long');
+/** §6.2 fixes the message for a missing session id. */
+const MISSING_SESSION_ID = 'Missing session_id';
+const sessionId = z
+  .string({ error: (issue) => (issue.input === undefined ? MISSING_SESSION_ID : 'must be a string') })
+  .min(1, MISSING_SESSION_ID)
+  .max(128, 'is too long');
 
 /** A token as a client may send it with save_token. Extra provider fields pass through. */
 export const incomingTokenSchema = z.looseObject({
@@ -81,6 +86,7 @@ export function isKnownOp(op: string): op is OpName {
 export function describeIssue(error: z.ZodError): string {
   const issue = error.issues[0];
   if (!issue) return 'Invalid payload';
+  if (issue.message === MISSING_SESSION_ID) return MISSING_SESSION_ID;
   const path = issue.path.length > 0 ? issue.path.map(String).join('.') : 'payload';
   let detail = issue.message;
   if (issue.code === 'invalid_type') {

@@ -8,7 +8,7 @@ import { encodeFrame, FrameDecoder, FrameError, type JsonObject, MAX_FRAME_V1, M
 import { isKnownOp, type OpName, parsePayload, V2_ONLY_OPS } from '../protocol/messages.js';
 import { negotiateVersion, type ProtocolVersion } from '../protocol/version.js';
 import type { HandlerContext, HandlerTable } from '../handlers/index.js';
-import type { AuditLog } from './audit.js';
+import type { AuditEvent, AuditLog } from './audit.js';
 import type { Grant } from './grants.js';
 import type { ConnectionLimits } from './options.js';
 import type { PeerCredentials } from './peerCredentials.js';
@@ -34,6 +34,8 @@ interface InFlight {
   started: number;
   provider?: string | undefined;
   bucket?: string | undefined;
+  /** First 8 hex chars of an OAuth session id; the full id is a bearer secret. */
+  session?: string | undefined;
 }
 
 const HANDSHAKE_REJECT_GRACE_MS = 3_000;
@@ -84,7 +86,7 @@ export class Connection {
     this.socket.destroy();
   }
 
-  private audit(op: string, outcome: string, extra: { provider?: string | undefined; bucket?: string | undefined; ms?: number } = {}): void {
+  private audit(op: string, outcome: string, extra: Pick<AuditEvent, 'provider' | 'bucket' | 'session' | 'ms'> = {}): void {
     this.deps.audit.record({
       conn: this.id,
       peer: this.peer ? { pid: this.peer.pid, uid: this.peer.uid } : undefined,
@@ -220,7 +222,8 @@ export class Connection {
       this.audit(op, 'INVALID_REQUEST', { provider, bucket });
       return;
     }
-    const entry: InFlight = { op, abort: null, started: this.deps.now(), provider, bucket, timer: null };
+    const session = typeof rawPayload.session_id === 'string' ? rawPayload.session_id.slice(0, 8) : undefined;
+    const entry: InFlight = { op, abort: null, started: this.deps.now(), provider, bucket, session, timer: null };
     this.inFlight.set(id, entry);
     entry.timer = setTimeout(() => {
       entry.abort?.abort();
@@ -248,7 +251,12 @@ export class Connection {
     if (entry.timer) clearTimeout(entry.timer);
     if (result.ok) this.reply({ v: this.version, id, ok: true, data: result.data });
     else this.replyError(id, result.code, result.error, result.retryAfter);
-    this.audit(entry.op, result.ok ? 'ok' : result.code, { provider: entry.provider, bucket: entry.bucket, ms: this.deps.now() - entry.started });
+    this.audit(entry.op, result.ok ? 'ok' : result.code, {
+      provider: entry.provider,
+      bucket: entry.bucket,
+      session: entry.session,
+      ms: this.deps.now() - entry.started,
+    });
     if (this.inFlight.size === 0) for (const wake of this.idleWaiters.splice(0)) wake();
   }
 
