@@ -1,0 +1,54 @@
+/**
+ * Opening the login URL in a browser — on the host only (a sandbox has no business launching one,
+ * and its "browser" would not be the user's), and only when one can actually be shown.
+ */
+import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import path from 'node:path';
+
+export type BrowserOpener = (url: string) => void;
+
+/** The first executable called `name` on PATH, or null. */
+function onPath(name: string, env: NodeJS.ProcessEnv): string | null {
+  for (const dir of (env.PATH ?? '').split(path.delimiter)) {
+    if (!dir || !path.isAbsolute(dir)) continue;
+    const candidate = path.join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+/**
+ * How to open a URL on this machine: macOS `open`; elsewhere `xdg-open` when a graphical session
+ * is there (DISPLAY or WAYLAND_DISPLAY set). Null when no browser can be shown (SSH, headless).
+ */
+export function findBrowserOpener(env: NodeJS.ProcessEnv = process.env, platform: NodeJS.Platform = process.platform): BrowserOpener | null {
+  let command: string | null;
+  if (platform === 'darwin') command = onPath('open', env) ?? '/usr/bin/open';
+  else if (env.DISPLAY || env.WAYLAND_DISPLAY) command = onPath('xdg-open', env);
+  else command = null;
+  if (command === null) return null;
+  const launcher = command;
+  return (url) => {
+    // Only web URLs, passed as one argv entry (never through a shell).
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      return;
+    }
+    if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') return;
+    try {
+      const child = spawn(launcher, [parsed.href], { detached: true, stdio: 'ignore', env });
+      child.on('error', () => {}); // the URL is printed anyway
+      child.unref();
+    } catch {
+      // same: the user still has the printed URL
+    }
+  };
+}
