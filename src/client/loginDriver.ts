@@ -126,7 +126,7 @@ async function pollUntilDone(backend: LoginBackend, ui: LoginUi, start: LoginSta
   let failures = 0;
   for (;;) {
     ui.waiting();
-    await sleep(intervalMs, undefined, { signal });
+    await sleep(intervalMs, undefined, { signal }).catch(() => signal.throwIfAborted());
     let reply: LoginPoll;
     try {
       reply = await backend.poll(start.session_id, signal);
