@@ -3,7 +3,9 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { importCommand } from './commands/import.js';
 import { keysCommand } from './commands/keys.js';
+import { loginCommand } from './commands/login.js';
 import { logoutCommand } from './commands/logout.js';
+import { providersCommand } from './commands/providers.js';
 import { serveCommand } from './commands/serve.js';
 import { statusCommand } from './commands/status.js';
 import { tokenCommand } from './commands/token.js';
@@ -39,7 +41,7 @@ export function buildProgram(): Command {
     .version(packageVersion())
     .addOption(storeOption())
     .addHelpText('after', '\nData lives in $CREDPROXY_HOME, else $XDG_DATA_HOME/credproxy, else ~/.local/share/credproxy.');
-  for (const command of [serveCommand(), importCommand(), tokenCommand(), logoutCommand(), keysCommand(), statusCommand()]) {
+  for (const command of [serveCommand(), loginCommand(), providersCommand(), importCommand(), tokenCommand(), logoutCommand(), keysCommand(), statusCommand()]) {
     program.addCommand(command);
   }
   configureTree(program);

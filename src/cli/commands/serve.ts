@@ -2,9 +2,11 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Command, Option } from 'commander';
+import { createLoginService } from '../../handlers/login.js';
 import { startDaemon } from '../../server/daemon.js';
 import { loadPolicy, type Policy } from '../../server/policy.js';
 import { CliError, warn } from '../util/errors.js';
+import { registryFromConfig } from '../util/loginConfig.js';
 import { parseTcp, parseUid } from '../util/serveArgs.js';
 import { closeHostStores, openHostStores, storeChoice } from '../util/stores.js';
 
@@ -15,6 +17,7 @@ interface ServeOptions {
   audit?: string;
   tcp?: string;
   json?: boolean;
+  config?: string;
 }
 
 function readPolicy(file: string | undefined): Policy | undefined {
@@ -35,6 +38,7 @@ export function serveCommand(): Command {
     .option('--audit <target>', 'audit log: a file path, "-" for stderr, or "off" (default: DATA_DIR/audit.log)')
     .addOption(new Option('--tcp <addr>', 'also listen on loopback TCP, 127.0.0.1:PORT or [::1]:PORT (PORT 0 = any; clients need a capability token)').argParser(parseTcp))
     .option('--json', 'print {"socket": PATH, "tcp": {host, port}} instead of the bare path')
+    .option('--config <file>', 'login provider configuration for oauth_* (default: DATA_DIR/config.json)')
     .addHelpText(
       'after',
       `
@@ -45,6 +49,7 @@ socket, on SIGINT, SIGTERM or SIGHUP.`,
     .action(async (opts: ServeOptions, cmd: Command) => {
       // Cheap checks first, so a typo in the policy file fails before any store is touched.
       const policy = readPolicy(opts.policy);
+      const registry = registryFromConfig(opts.config);
       const socketPath = opts.socket === undefined ? undefined : path.resolve(opts.socket);
 
       const stores = await openHostStores(storeChoice(cmd));
@@ -55,6 +60,7 @@ socket, on SIGINT, SIGTERM or SIGHUP.`,
           await mkdir(stores.dataDir, { recursive: true, mode: 0o700 });
           audit = path.join(stores.dataDir, 'audit.log');
         }
+        const login = createLoginService({ registry });
         const daemon = await startDaemon({
           tokens: stores.tokens,
           keys: stores.keys,
@@ -64,9 +70,11 @@ socket, on SIGINT, SIGTERM or SIGHUP.`,
           ...(opts.allowUid !== undefined && { allowUids: opts.allowUid }),
           audit,
           ...(opts.tcp !== undefined && { tcp: opts.tcp }),
+          login,
           handleSignals: true,
           log: (line: string) => warn(line),
-        }).catch((err: unknown) => {
+        }).catch(async (err: unknown) => {
+          await login.shutdown();
           // The daemon's start errors (path too long, unsafe directory, address in use) are written for users.
           throw new CliError(err instanceof Error ? err.message : String(err));
         });
