@@ -103,7 +103,7 @@ export function createLoginService(options: LoginServiceOptions): LoginService &
         if (err instanceof ProxyError) throw err;
         throw new ProxyError('EXCHANGE_FAILED', err instanceof FlowError ? err.message : 'Authorization code exchange failed');
       } finally {
-        await sessions.remove(session);
+        await sessions.retire(session);
       }
     },
 

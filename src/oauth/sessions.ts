@@ -56,10 +56,10 @@ export class SessionStore {
     return this.sessions.size;
   }
 
-  /** Whether `owner` may open another session. */
+  /** Whether `owner` may open another session (spent sessions do not count). */
   hasRoomFor(owner: string): boolean {
     let count = 0;
-    for (const s of this.sessions.values()) if (s.owner === owner) count += 1;
+    for (const s of this.sessions.values()) if (s.owner === owner && !s.used) count += 1;
     return count < this.maxPerOwner;
   }
 
@@ -87,6 +87,15 @@ export class SessionStore {
       return { ok: false, reason: 'expired' };
     }
     return { ok: true, session };
+  }
+
+  /**
+   * Ends the flow of a spent session (frees ports) but keeps its id until it expires, so a replay
+   * hears SESSION_ALREADY_USED rather than SESSION_NOT_FOUND.
+   */
+  async retire(session: LoginSession): Promise<void> {
+    session.used = true;
+    await session.flow.cancel().catch(() => {});
   }
 
   /** Deletes the session and cancels its flow (frees ports, aborts background work). */
