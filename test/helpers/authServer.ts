@@ -49,7 +49,7 @@ export interface AuthServer {
   authorizeAndFollow(authUrl: string, options?: { deny?: boolean }): Promise<{ status: number; body: string }>;
   stats: AuthServerStats;
   /** Every secret the server handed out, so tests can assert that none leaks. */
-  issued: { accessTokens: string[]; refreshTokens: string[]; deviceCodes: string[]; authorizationCodes: string[] };
+  issued: { accessTokens: string[]; refreshTokens: string[]; deviceCodes: string[]; authorizationCodes: string[]; codeVerifiers: string[]; states: string[] };
   /** Deletes a refresh token server-side (as a user revoking access would); later use gives invalid_grant. */
   revokeRefreshToken(refreshToken: string): Promise<boolean>;
   /** The next `count` token requests get `status` with {error: 'temporarily_unavailable'} without reaching oidc-provider. */
@@ -386,7 +386,7 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
     authorizationRequests: 0,
     tokenRequestLog: [],
   };
-  const issued: AuthServer['issued'] = { accessTokens: [], refreshTokens: [], deviceCodes: [], authorizationCodes: [] };
+  const issued: AuthServer['issued'] = { accessTokens: [], refreshTokens: [], deviceCodes: [], authorizationCodes: [], codeVerifiers: [], states: [] };
   const polls = new Map<string, { at: number; intervalMs: number }>();
   let injectedFailures = { count: 0, status: 503 };
 
@@ -416,8 +416,10 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
       if (typeof body.device_code === 'string') issued.deviceCodes.push(body.device_code);
       if (deviceInterval !== null) body.interval = deviceInterval;
     }
+    if (route === 'authorization' && typeof ctx.oidc?.params?.state === 'string') issued.states.push(ctx.oidc.params.state);
     if (route === 'token') {
       const grantType = ctx.oidc?.params?.grant_type as string | undefined;
+      if (typeof ctx.oidc?.params?.code_verifier === 'string') issued.codeVerifiers.push(ctx.oidc.params.code_verifier);
       const deviceCode = ctx.oidc?.params?.device_code;
       if (options.enforcePollInterval && grantType === DEVICE_GRANT && typeof deviceCode === 'string') {
         // RFC 8628 §3.5, done here because oidc-provider 9 never answers slow_down. Only a pending

@@ -59,11 +59,16 @@ afterAll(async () => {
   // No secret of any login crossed the socket or reached the audit log.
   const received = allReceivedText();
   const audit = fs.readFileSync(auditFile, 'utf8');
-  const secrets = [...idp.issued.refreshTokens, ...idp.issued.deviceCodes, ...idp.issued.authorizationCodes];
-  expect(secrets.length).toBeGreaterThan(0);
-  for (const secret of secrets) {
+  const { refreshTokens, deviceCodes, authorizationCodes, codeVerifiers, states } = idp.issued;
+  for (const list of [refreshTokens, deviceCodes, authorizationCodes, codeVerifiers, states]) expect(list.length).toBeGreaterThan(0);
+  for (const secret of [...refreshTokens, ...deviceCodes, ...authorizationCodes, ...codeVerifiers]) {
     expect(received).not.toContain(secret);
     expect(audit).not.toContain(secret);
+  }
+  // A state travels only inside its own auth_url (the user must open it), never on its own.
+  for (const state of states) {
+    expect(received.split(state).length - 1).toBeLessThanOrEqual(1);
+    expect(audit).not.toContain(state);
   }
   expect(audit).not.toMatch(/"session":"[0-9a-f]{9,}"/);
 });
