@@ -5,6 +5,7 @@
  * Never shown: tokens, device codes, verifiers, state, or the pasted code.
  */
 import readline from 'node:readline';
+import { Writable } from 'node:stream';
 import { renderUnicodeCompact } from 'uqr';
 import type { LoginStart, LoginUi } from '../../client/loginDriver.js';
 import type { BrowserOpener } from './loginBrowser.js';
@@ -29,6 +30,11 @@ export interface TerminalUiOptions {
 export function printable(text: string): string {
   // eslint-disable-next-line no-control-regex
   return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '');
+}
+
+/** A terminal-like sink for readline's echo. */
+function discard(): Writable {
+  return new Writable({ write: (_chunk, _encoding, done) => done() });
 }
 
 /** The LoginUi of the command line. */
@@ -75,7 +81,8 @@ export class TerminalLoginUi implements LoginUi {
         this.say();
         this.say(`  ${url}`);
         this.say();
-        this.say('The page then shows an authorization code (or redirects to a page whose address holds it); paste it below.');
+        this.say('The page then shows an authorization code (or redirects to a page whose address holds it):');
+        this.say('paste the code or that address below (it is not shown).');
       } else {
         // browser_redirect: the provider redirects to a loopback callback on the credproxy host.
         this.say(`To log in to ${who}, open this URL in a browser on the machine that runs credproxy:`);
@@ -99,33 +106,33 @@ export class TerminalLoginUi implements LoginUi {
         return;
       }
       const tty = Boolean(this.stdin.isTTY);
-      const rl = readline.createInterface({ input: this.stdin, ...(tty && { output: this.stderr }), terminal: tty });
+      // On a terminal, readline takes raw mode and would echo the paste; its output goes nowhere, so
+      // the code never appears on screen (or in a recording of it).
+      const rl = readline.createInterface({ input: this.stdin, ...(tty && { output: discard() }), terminal: tty });
       let settled = false;
-      const finish = (settle: () => void): void => {
+      const finish = (settle: () => void, ending: string): void => {
         if (settled) return;
         settled = true;
         signal.removeEventListener('abort', onAbort);
         rl.close();
-        if (!tty) this.say(); // the prompt had no line end of its own
+        this.stderr.write(ending); // the prompt had no line end of its own
         settle();
       };
-      const onAbort = (): void => finish(() => reject(signal.reason));
+      const onAbort = (): void => finish(() => reject(signal.reason), '\n');
       signal.addEventListener('abort', onAbort, { once: true });
       rl.on('SIGINT', () => this.options.onInterrupt());
       rl.on('line', (line: string) => {
         const code = line.trim();
-        if (code.length > 0) finish(() => resolve(code));
-        else if (tty) rl.prompt();
+        if (code.length > 0) finish(() => resolve(code), tty ? '(received)\n' : '\n');
+        else if (tty) this.stderr.write(`\n${PASTE_PROMPT}`);
       });
       rl.on('close', () =>
-        finish(() => reject(new CliError(tty ? 'no authorization code was entered' : 'no authorization code on stdin; pipe it in or run login on a terminal'))),
+        finish(
+          () => reject(new CliError(tty ? 'no authorization code was entered' : 'no authorization code on stdin; pipe it in or run login on a terminal')),
+          '\n',
+        ),
       );
-      if (tty) {
-        rl.setPrompt(PASTE_PROMPT);
-        rl.prompt();
-      } else {
-        this.stderr.write(PASTE_PROMPT);
-      }
+      this.stderr.write(PASTE_PROMPT);
     });
   }
 
