@@ -15,6 +15,7 @@ import {
   type LoginUi,
 } from '../../src/client/loginDriver.js';
 import { ProxyClientError } from '../../src/client/ProxyClient.js';
+import { successLine } from '../../src/cli/util/loginMessages.js';
 import type { SanitizedToken } from '../../src/oauth/token.js';
 
 const TOKEN: SanitizedToken = { access_token: 'at', expiry: 2_000_000_000, token_type: 'Bearer' };
@@ -211,5 +212,14 @@ describe('reply checks', () => {
     expect(parseLoginPoll({ status: 'complete', token: TOKEN })).toEqual({ status: 'complete', token: TOKEN });
     expect(() => parseLoginPoll({ status: 'complete', token: { access_token: 'x' } })).toThrow(/token/);
     expect(() => parseLoginPoll({ status: 'done' })).toThrow(/status/);
+  });
+});
+
+describe('success line', () => {
+  it('names provider, bucket, time left and the UTC expiry; a non-expiring token says so', () => {
+    const now = Date.UTC(2026, 10, 28, 13, 4, 0);
+    const token = { ...TOKEN, expiry: Math.floor(now / 1000) + 59 * 60 + 30 };
+    expect(successLine('myidp', 'work', token, now)).toBe('Logged in to myidp (bucket work); token expires in 59m (2026-11-28 14:03 UTC)');
+    expect(successLine('github', 'default', { ...TOKEN, expiry: 253_402_300_799 }, now)).toBe('Logged in to github (bucket default); the token does not expire');
   });
 });

@@ -1,5 +1,6 @@
 /** The one-line outcomes of `credproxy login`: the success line and a message per failure code. */
 import { errorCode } from '../../client/loginDriver.js';
+import { NEVER_EXPIRES } from '../../oauth/providers/definition.js';
 import type { SanitizedToken } from '../../oauth/token.js';
 import { CliError } from './errors.js';
 import { describeExpiry } from './duration.js';
@@ -11,6 +12,7 @@ export function utcMinute(epochSeconds: number): string {
 
 /** "Logged in to P (bucket B); token expires in 59m (2026-11-28 14:03 UTC)". */
 export function successLine(provider: string, bucket: string, token: SanitizedToken, nowMs: number): string {
+  if (token.expiry >= NEVER_EXPIRES) return `Logged in to ${provider} (bucket ${bucket}); the token does not expire`;
   const left = token.expiry - Math.floor(nowMs / 1000);
   return `Logged in to ${provider} (bucket ${bucket}); token ${describeExpiry(left)} (${utcMinute(token.expiry)})`;
 }
