@@ -45,7 +45,7 @@ function isInsecureLoopback(url: string): boolean {
 }
 
 /** The caller's signal combined with the per-call timeout (PROTOCOL.md §4: 15 s). */
-export function callSignal(deps: FlowDeps, signal?: AbortSignal): AbortSignal {
+function callSignal(deps: FlowDeps, signal?: AbortSignal): AbortSignal {
   const timeout = AbortSignal.timeout(deps.httpTimeoutMs);
   return signal ? AbortSignal.any([signal, timeout]) : timeout;
 }
@@ -66,22 +66,27 @@ function safeCode(value: unknown): string | undefined {
   return typeof value === 'string' && /^[A-Za-z0-9_.-]{1,64}$/.test(value) ? value : undefined;
 }
 
-function numeric(value: unknown): number | undefined {
+/** A positive number, or a positive numeric string (OpenAI sends its interval as one). */
+export function positiveNumber(value: unknown): number | undefined {
   const n = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
-  return Number.isFinite(n) ? n : undefined;
+  return Number.isFinite(n) && n > 0 ? n : undefined;
+}
+
+export function nonEmptyString(value: unknown): string | undefined {
+  return typeof value === 'string' && value.length > 0 ? value : undefined;
 }
 
 /** An OAuth error body (`{"error": ...}`) as an UpstreamError; `what` names the endpoint. */
-export function oauthBodyError(what: string, body: Record<string, unknown>, status: number): UpstreamError {
+function oauthBodyError(what: string, body: Record<string, unknown>, status: number): UpstreamError {
   const code = safeCode(body.error);
   const details: UpstreamError['details'] = { status, oauthError: typeof body.error === 'string' ? body.error : undefined };
-  const interval = numeric(body.interval);
-  if (interval !== undefined && interval > 0) details.intervalSeconds = interval;
+  const interval = positiveNumber(body.interval);
+  if (interval !== undefined) details.intervalSeconds = interval;
   return new UpstreamError(`${what} answered ${code ?? `an error (HTTP ${status})`}`, details);
 }
 
 /** Converts whatever a request or oauth4webapi threw into an UpstreamError with a safe message. */
-export function toUpstreamError(err: unknown, what: string, signal?: AbortSignal): UpstreamError {
+function toUpstreamError(err: unknown, what: string, signal?: AbortSignal): UpstreamError {
   if (err instanceof UpstreamError) return err;
   if (err instanceof oauth.ResponseBodyError) return oauthBodyError(what, err.cause, err.status);
   if (err instanceof oauth.WWWAuthenticateChallengeError) {
@@ -100,8 +105,17 @@ export function toUpstreamError(err: unknown, what: string, signal?: AbortSignal
   return new UpstreamError(`Could not reach the ${what}`);
 }
 
+/** Runs one upstream call, turning whatever it throws into an UpstreamError. */
+export async function upstreamCall<T>(what: string, signal: AbortSignal | undefined, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    throw toUpstreamError(err, what, signal);
+  }
+}
+
 /** Reads a JSON object body; never throws anything but UpstreamError. */
-export async function readJsonObject(response: Response, what: string): Promise<Record<string, unknown> | undefined> {
+async function readJsonObject(response: Response, what: string): Promise<Record<string, unknown> | undefined> {
   let text: string;
   try {
     text = await response.text();
@@ -116,16 +130,22 @@ export async function readJsonObject(response: Response, what: string): Promise<
   }
 }
 
+/** A successful JSON object answer; an `error` field is a failure whatever the HTTP status. */
+export async function readOAuthJson(response: Response, what: string): Promise<Record<string, unknown>> {
+  const body = await readJsonObject(response, what);
+  if (body && body.error !== undefined && body.error !== null) throw oauthBodyError(what, body, response.status);
+  if (!response.ok) throw new UpstreamError(`${what} failed with HTTP ${response.status}`, { status: response.status });
+  if (!body) throw new UpstreamError(`${what} returned a response that is not a JSON object`);
+  return body;
+}
+
 /**
  * A lenient token-endpoint reader for providers with quirks: an `error` field means failure whatever
  * the HTTP status (GitHub answers pending with 200), `token_type` may be missing (Google), and an
  * id_token is kept without OIDC validation (it is only read for public claims; TLS authenticates it).
  */
 export async function readTokenResponse(response: Response, what = 'token endpoint'): Promise<Record<string, unknown>> {
-  const body = await readJsonObject(response, what);
-  if (body && body.error !== undefined && body.error !== null) throw oauthBodyError(what, body, response.status);
-  if (!response.ok) throw new UpstreamError(`${what} failed with HTTP ${response.status}`, { status: response.status });
-  if (!body) throw new UpstreamError(`${what} returned a response that is not a JSON object`);
+  const body = await readOAuthJson(response, what);
   if (typeof body.access_token !== 'string' || body.access_token.length === 0) {
     throw new UpstreamError(`${what} returned no access_token`);
   }
@@ -143,28 +163,13 @@ export async function postJson(
 ): Promise<Response> {
   if (!isAllowedEndpoint(url)) throw new UpstreamError(`${what} must be an https URL`);
   const combined = callSignal(deps, signal);
-  try {
-    return await deps.fetch(url, {
+  return upstreamCall(what, combined, () =>
+    deps.fetch(url, {
       method: 'POST',
       headers: { ...headers, 'content-type': 'application/json', accept: 'application/json' },
       body: JSON.stringify(body),
       redirect: 'manual',
       signal: combined,
-    });
-  } catch (err) {
-    throw toUpstreamError(err, what, combined);
-  }
-}
-
-/** The payload of a JWT, unverified (used only to read claims from a token the host just received). */
-export function decodeJwtPayload(jwt: unknown): Record<string, unknown> | undefined {
-  if (typeof jwt !== 'string') return undefined;
-  const part = jwt.split('.')[1];
-  if (!part) return undefined;
-  try {
-    const value: unknown = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
-    return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
+    }),
+  );
 }

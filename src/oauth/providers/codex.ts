@@ -7,17 +7,13 @@
  */
 import type { StoredToken } from '../../store/types.js';
 import type { FlowDeps } from '../flowTypes.js';
-import { oauthBodyError, postJson, readJsonObject, UpstreamError } from '../upstream.js';
+import { nonEmptyString, positiveNumber, postJson, readOAuthJson, UpstreamError } from '../upstream.js';
 import type { ProviderDefinition } from './definition.js';
 import { PresetAdapter, type Preset } from './presetAdapter.js';
 import type { DeviceStart } from './standardAdapter.js';
 
 /** The official CLI gives up on a device code after 15 minutes; the endpoint names no lifetime. */
 const DEVICE_AUTH_LIFETIME_S = 15 * 60;
-
-function str(v: unknown): string | undefined {
-  return typeof v === 'string' && v.length > 0 ? v : undefined;
-}
 
 export class CodexAdapter extends PresetAdapter {
   override problems(): Array<{ path: string; message: string }> {
@@ -34,16 +30,10 @@ export class CodexAdapter extends PresetAdapter {
     const e = this.definition.endpoints;
     const what = 'device authorization endpoint';
     const response = await postJson(deps, e.deviceAuthUserCode!, { client_id: this.definition.clientId! }, undefined, this.headers(), what);
-    const body = await readJsonObject(response, what);
-    if (!response.ok) {
-      if (body && typeof body.error === 'string') throw oauthBodyError(what, body, response.status);
-      throw new UpstreamError(`${what} failed with HTTP ${response.status}`, { status: response.status });
-    }
-    const deviceAuthId = str(body?.device_auth_id);
-    const userCode = str(body?.user_code) ?? str(body?.usercode);
+    const body = await readOAuthJson(response, what);
+    const deviceAuthId = nonEmptyString(body.device_auth_id);
+    const userCode = nonEmptyString(body.user_code) ?? nonEmptyString(body.usercode);
     if (!deviceAuthId || !userCode) throw new UpstreamError(`${what} returned an incomplete response`);
-    const interval = Number(body?.interval); // may be a numeric string
-    const expiresIn = Number(body?.expires_in);
 
     // The exchange is a second request; it runs on the next permitted poll so that one poll never
     // waits for two upstream calls.
@@ -59,8 +49,8 @@ export class CodexAdapter extends PresetAdapter {
       authorization: {
         userCode,
         verificationUri: e.verification!,
-        intervalSeconds: Number.isFinite(interval) && interval > 0 ? interval : undefined,
-        expiresInSeconds: Number.isFinite(expiresIn) && expiresIn > 0 ? expiresIn : DEVICE_AUTH_LIFETIME_S,
+        intervalSeconds: positiveNumber(body.interval),
+        expiresInSeconds: positiveNumber(body.expires_in) ?? DEVICE_AUTH_LIFETIME_S,
       },
       pollOnce,
     };
@@ -79,11 +69,9 @@ export class CodexAdapter extends PresetAdapter {
       await response.body?.cancel();
       return undefined;
     }
-    const body = await readJsonObject(response, what);
-    if (body && typeof body.error === 'string') throw oauthBodyError(what, body, response.status);
-    if (!response.ok) throw new UpstreamError(`${what} failed with HTTP ${response.status}`, { status: response.status });
-    const code = str(body?.authorization_code);
-    const verifier = str(body?.code_verifier);
+    const body = await readOAuthJson(response, what);
+    const code = nonEmptyString(body.authorization_code);
+    const verifier = nonEmptyString(body.code_verifier);
     if (!code || !verifier) throw new UpstreamError(`${what} returned an incomplete response`);
     return { code, verifier };
   }

@@ -11,7 +11,7 @@ import { createDeviceCodeFlow, type DeviceAuthorization } from '../flows/deviceC
 import { startBrowserRedirectFlow } from '../flows/browserRedirectFlow.js';
 import { startPkcePasteFlow } from '../flows/pkcePasteFlow.js';
 import { createPkce, type CodeExchange } from '../flows/pkce.js';
-import { oauthRequestOptions, postJson, readTokenResponse, toUpstreamError, UpstreamError } from '../upstream.js';
+import { oauthRequestOptions, postJson, readTokenResponse, upstreamCall, UpstreamError } from '../upstream.js';
 import { definitionProblems, type ProviderDefinition } from './definition.js';
 import { mapTokenResponse } from './tokenMapping.js';
 
@@ -108,14 +108,11 @@ export class StandardAdapter implements ProviderAdapter {
     if (this.definition.tokenRequestFormat === 'json') {
       return this.jsonTokenRequest({ grant_type: 'refresh_token', refresh_token: stored.refresh_token }, deps, signal);
     }
-    const url = this.definition.endpoints.token;
-    let response: Response;
-    try {
-      response = await oauth.refreshTokenGrantRequest(this.as(), this.client(), this.clientAuth(), stored.refresh_token, this.requestOptions(deps, url, signal));
-    } catch (err) {
-      throw toUpstreamError(err, 'token endpoint', signal);
-    }
-    return mapTokenResponse(this.definition, await this.readTokenResponse(response, 'refresh_token'), deps.now());
+    const refreshToken = stored.refresh_token;
+    const response = await upstreamCall('token endpoint', signal, () =>
+      oauth.refreshTokenGrantRequest(this.as(), this.client(), this.clientAuth(), refreshToken, this.requestOptions(deps, this.definition.endpoints.token, signal)),
+    );
+    return this.tokenFrom(response, 'refresh_token', deps);
   }
 
   // ---- building blocks, overridden by presets ----
@@ -174,12 +171,9 @@ export class StandardAdapter implements ProviderAdapter {
       params.set('code_challenge', pkce.challenge);
       params.set('code_challenge_method', 'S256');
     }
-    let response: Response;
-    try {
-      response = await oauth.deviceAuthorizationRequest(this.as(), this.client(), this.clientAuth(), params, this.requestOptions(deps, url, undefined));
-    } catch (err) {
-      throw toUpstreamError(err, 'device authorization endpoint');
-    }
+    const response = await upstreamCall('device authorization endpoint', undefined, () =>
+      oauth.deviceAuthorizationRequest(this.as(), this.client(), this.clientAuth(), params, this.requestOptions(deps, url, undefined)),
+    );
     const device = await this.readDeviceAuthorization(response);
     const deviceCode = device.device_code;
     const extra: Record<string, string> = pkce ? { code_verifier: pkce.verifier } : {};
@@ -196,26 +190,18 @@ export class StandardAdapter implements ProviderAdapter {
   }
 
   protected async readDeviceAuthorization(response: Response): Promise<oauth.DeviceAuthorizationResponse> {
-    try {
-      return await oauth.processDeviceAuthorizationResponse(this.as(), this.client(), response);
-    } catch (err) {
-      throw toUpstreamError(err, 'device authorization endpoint');
-    }
+    return upstreamCall('device authorization endpoint', undefined, () => oauth.processDeviceAuthorizationResponse(this.as(), this.client(), response));
   }
 
   /** One device_code grant request. */
   protected async deviceGrant(deviceCode: string, extra: Record<string, string>, deps: FlowDeps, signal: AbortSignal): Promise<StoredToken> {
-    const url = this.definition.endpoints.token;
-    let response: Response;
-    try {
-      response = await oauth.deviceCodeGrantRequest(this.as(), this.client(), this.clientAuth(), deviceCode, {
-        ...this.requestOptions(deps, url, signal),
+    const response = await upstreamCall('token endpoint', signal, () =>
+      oauth.deviceCodeGrantRequest(this.as(), this.client(), this.clientAuth(), deviceCode, {
+        ...this.requestOptions(deps, this.definition.endpoints.token, signal),
         additionalParameters: extra,
-      });
-    } catch (err) {
-      throw toUpstreamError(err, 'token endpoint', signal);
-    }
-    return mapTokenResponse(this.definition, await this.readTokenResponse(response, 'device_code'), deps.now());
+      }),
+    );
+    return this.tokenFrom(response, 'device_code', deps);
   }
 
   /** The authorization_code grant (PKCE paste and browser flows). */
@@ -227,16 +213,12 @@ export class StandardAdapter implements ProviderAdapter {
         signal,
       );
     }
-    const url = this.definition.endpoints.token;
-    let response: Response;
-    try {
-      // The flow already checked state and iss; this only brands the parameters for oauth4webapi.
-      const callback = oauth.validateAuthResponse(this.as(), this.client(), new URLSearchParams({ code: p.code }), oauth.skipStateCheck);
-      response = await oauth.authorizationCodeGrantRequest(this.as(), this.client(), this.clientAuth(), callback, p.redirectUri, p.verifier, this.requestOptions(deps, url, signal));
-    } catch (err) {
-      throw toUpstreamError(err, 'token endpoint', signal);
-    }
-    return mapTokenResponse(this.definition, await this.readTokenResponse(response, 'authorization_code'), deps.now());
+    // The flow already checked state and iss; this only brands the parameters for oauth4webapi.
+    const callback = oauth.validateAuthResponse(this.as(), this.client(), new URLSearchParams({ code: p.code }), oauth.skipStateCheck);
+    const response = await upstreamCall('token endpoint', signal, () =>
+      oauth.authorizationCodeGrantRequest(this.as(), this.client(), this.clientAuth(), callback, p.redirectUri, p.verifier, this.requestOptions(deps, this.definition.endpoints.token, signal)),
+    );
+    return this.tokenFrom(response, 'authorization_code', deps);
   }
 
   /** Token request with a JSON body (Anthropic): client_id (and secret) added here. */
@@ -247,20 +229,21 @@ export class StandardAdapter implements ProviderAdapter {
     return mapTokenResponse(this.definition, await readTokenResponse(response), deps.now());
   }
 
+  private async tokenFrom(response: Response, grant: Grant, deps: FlowDeps): Promise<StoredToken> {
+    return mapTokenResponse(this.definition, await this.readTokenResponse(response, grant), deps.now());
+  }
+
   /** Standard servers get oauth4webapi's full response validation (id_token claims included). */
   protected async readTokenResponse(response: Response, grant: Grant): Promise<Record<string, unknown>> {
     const as = this.as();
     const client = this.client();
-    try {
-      const body =
-        grant === 'device_code'
-          ? await oauth.processDeviceCodeResponse(as, client, response)
-          : grant === 'authorization_code'
-            ? await oauth.processAuthorizationCodeResponse(as, client, response)
-            : await oauth.processRefreshTokenResponse(as, client, response);
-      return body as unknown as Record<string, unknown>;
-    } catch (err) {
-      throw toUpstreamError(err, 'token endpoint');
-    }
+    const process =
+      grant === 'device_code'
+        ? oauth.processDeviceCodeResponse
+        : grant === 'authorization_code'
+          ? oauth.processAuthorizationCodeResponse
+          : oauth.processRefreshTokenResponse;
+    const body = await upstreamCall('token endpoint', undefined, () => process(as, client, response));
+    return body as unknown as Record<string, unknown>;
   }
 }

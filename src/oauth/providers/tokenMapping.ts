@@ -4,7 +4,6 @@
  */
 import type { StoredToken } from '../../store/types.js';
 import { normalizeTokenType } from '../token.js';
-import { decodeJwtPayload } from '../upstream.js';
 import { NEVER_EXPIRES, type ProviderDefinition } from './definition.js';
 
 const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
@@ -12,6 +11,19 @@ const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 const DROPPED = new Set(['expires_in']);
 
 type Mapping = ProviderDefinition['tokenMapping'];
+
+/** The payload of a JWT, unverified (used only to read claims from a token the host just received). */
+function decodeJwtPayload(jwt: unknown): Record<string, unknown> | undefined {
+  if (typeof jwt !== 'string') return undefined;
+  const part = jwt.split('.')[1];
+  if (!part) return undefined;
+  try {
+    const value: unknown = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+    return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** `floor(now_ms/1000) + expires_in`; the default lifetime when expires_in is missing, not a number or ≤ 0. */
 export function expiryFrom(expiresIn: unknown, nowMs: number, mapping: Pick<Mapping, 'defaultExpiresIn' | 'nonExpiring'>): number {
