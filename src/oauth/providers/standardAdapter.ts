@@ -68,6 +68,11 @@ export class StandardAdapter implements ProviderAdapter {
     if (!this.definition.clientId) {
       throw new FlowError('FLOW_INITIATION_FAILED', `${this.name} needs a client id: set providers.${this.name}.clientId in the config file`);
     }
+    const codeFlow = {
+      authUrl: (p: { challenge: string; state: string; redirectUri: string }) => this.authorizationUrl(p),
+      exchange: (p: CodeExchange, signal: AbortSignal) => this.exchangeCode(p, deps, signal),
+      expectedIssuer: this.definition.issuer,
+    };
     try {
       switch (flow) {
         case 'device_code': {
@@ -75,25 +80,9 @@ export class StandardAdapter implements ProviderAdapter {
           return createDeviceCodeFlow({ ...device, defaultIntervalSeconds: this.definition.defaultIntervalSeconds }, deps);
         }
         case 'pkce_redirect':
-          return await startPkcePasteFlow(
-            {
-              redirectUri: this.definition.redirectUri!,
-              authUrl: (p) => this.authorizationUrl(p),
-              exchange: (p, signal) => this.exchangeCode(p, deps, signal),
-              expectedIssuer: this.definition.issuer,
-            },
-            deps,
-          );
+          return await startPkcePasteFlow({ ...codeFlow, redirectUri: this.definition.redirectUri! }, deps);
         case 'browser_redirect':
-          return await startBrowserRedirectFlow(
-            {
-              callback: this.definition.callback!,
-              authUrl: (p) => this.authorizationUrl(p),
-              exchange: (p, signal) => this.exchangeCode(p, deps, signal),
-              expectedIssuer: this.definition.issuer,
-            },
-            deps,
-          );
+          return await startBrowserRedirectFlow({ ...codeFlow, callback: this.definition.callback! }, deps);
       }
     } catch (err) {
       if (err instanceof FlowError) throw err;

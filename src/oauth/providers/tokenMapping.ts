@@ -4,6 +4,7 @@
  */
 import type { StoredToken } from '../../store/types.js';
 import { normalizeTokenType } from '../token.js';
+import { positiveNumber } from '../upstream.js';
 import { NEVER_EXPIRES, type ProviderDefinition } from './definition.js';
 
 const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
@@ -29,8 +30,8 @@ function decodeJwtPayload(jwt: unknown): Record<string, unknown> | undefined {
 export function expiryFrom(expiresIn: unknown, nowMs: number, mapping: Pick<Mapping, 'defaultExpiresIn' | 'nonExpiring'>): number {
   const nowS = Math.floor(nowMs / 1000);
   if ((expiresIn === undefined || expiresIn === null) && mapping.nonExpiring) return NEVER_EXPIRES;
-  const n = typeof expiresIn === 'number' ? expiresIn : typeof expiresIn === 'string' && expiresIn.trim() !== '' ? Number(expiresIn) : NaN;
-  return nowS + (Number.isFinite(n) && n > 0 ? Math.floor(n) : mapping.defaultExpiresIn);
+  const seconds = positiveNumber(expiresIn);
+  return nowS + (seconds !== undefined ? Math.floor(seconds) : mapping.defaultExpiresIn);
 }
 
 function claimAt(claims: Record<string, unknown> | undefined, path: readonly string[]): string | number | undefined {
