@@ -3,7 +3,7 @@ import type { ProviderRegistry, ProviderSummary } from '../providerTypes.js';
 import { declarePublicFields } from '../publicFields.js';
 import { anthropic } from './anthropic.js';
 import { codex } from './codex.js';
-import { providerDefinitionSchema, type ProviderDefinition } from './definition.js';
+import type { ProviderDefinition } from './definition.js';
 import { gemini } from './gemini.js';
 import { github } from './github.js';
 import type { Preset } from './presetAdapter.js';
@@ -24,17 +24,11 @@ export function createAdapter(definition: ProviderDefinition): StandardAdapter {
   return preset ? preset.create(definition) : new StandardAdapter(definition, 'custom');
 }
 
-/** The presets exactly as built in (no config). */
-export function presetAdapters(): StandardAdapter[] {
-  return [...PRESETS.values()].map((p) => createAdapter(providerDefinitionSchema.parse(p.definition)));
-}
-
 /** A registry over `adapters`; declares every provider's public fields to the sanitizer. */
-export function createProviderRegistry(adapters: readonly StandardAdapter[]): ProviderRegistry & { adapters: readonly StandardAdapter[] } {
+export function createProviderRegistry(adapters: readonly StandardAdapter[]): ProviderRegistry {
   const byName = new Map(adapters.map((a) => [a.name, a]));
   for (const adapter of byName.values()) declarePublicFields(adapter.name, adapter.publicFields);
   return {
-    adapters: [...byName.values()],
     get: (name) => byName.get(name),
     list: (): ProviderSummary[] =>
       [...byName.values()]
