@@ -11,15 +11,15 @@
  *       "codex": { "endpoints": { "token": "http://127.0.0.1:8080/oauth/token" }, "callback": { "port": 0 } },
  *       "my-idp": {
  *         "clientId": "credproxy",
- *         "issuer": "https://idp.example.com/realms/dev",
+ *         "issuer": "https://keycloak.corp.internal/realms/dev",
  *         "scopes": ["openid", "offline_access"],
  *         "flows": ["device_code", "pkce_redirect"],
  *         "endpoints": {
- *           "authorization": "https://idp.example.com/realms/dev/protocol/openid-connect/auth",
- *           "token": "https://idp.example.com/realms/dev/protocol/openid-connect/token",
- *           "deviceAuthorization": "https://idp.example.com/realms/dev/protocol/openid-connect/auth/device"
+ *           "authorization": "https://keycloak.corp.internal/realms/dev/protocol/openid-connect/auth",
+ *           "token": "https://keycloak.corp.internal/realms/dev/protocol/openid-connect/token",
+ *           "deviceAuthorization": "https://keycloak.corp.internal/realms/dev/protocol/openid-connect/auth/device"
  *         },
- *         "redirectUri": "https://idp.example.com/realms/dev/oob"
+ *         "redirectUri": "https://keycloak.corp.internal/realms/dev/oob"
  *       }
  *     }
  *   }

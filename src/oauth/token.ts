@@ -13,7 +13,8 @@ export interface SanitizedToken {
   [publicField: string]: unknown;
 }
 
-const FORBIDDEN_PUBLIC = new Set(['refresh_token', 'id_token', 'code_verifier', 'code', 'state', 'device_code', 'client_secret']);
+/** Fields that never cross the socket, whatever a provider declares public. */
+export const SECRET_TOKEN_FIELDS: ReadonlySet<string> = new Set(['refresh_token', 'id_token', 'code_verifier', 'code', 'state', 'device_code', 'client_secret']);
 
 /** Builds the sanitized token by allowlist: standard fields plus the provider's declared public fields. */
 export function sanitizeToken(provider: string, token: StoredToken): SanitizedToken {
@@ -24,7 +25,7 @@ export function sanitizeToken(provider: string, token: StoredToken): SanitizedTo
   };
   if (typeof token.scope === 'string') out.scope = token.scope;
   for (const field of publicFieldsOf(provider)) {
-    if (FORBIDDEN_PUBLIC.has(field)) continue;
+    if (SECRET_TOKEN_FIELDS.has(field)) continue;
     const value = token[field];
     if (value !== undefined && value !== null && (typeof value !== 'object' || value === null)) {
       out[field] = value;

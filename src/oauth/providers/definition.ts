@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { PROVIDER_NAME } from '../../protocol/names.js';
 import { isAllowedEndpoint } from '../upstream.js';
+import { SECRET_TOKEN_FIELDS } from '../token.js';
 
 /** Stored `expiry` of a token the provider says never expires (9999-12-31T23:59:59Z). */
 export const NEVER_EXPIRES = 253_402_300_799;
@@ -17,7 +18,6 @@ const endpointUrl = z.string().refine(isAllowedEndpoint, {
   message: 'must be an https URL (plain http only for 127.0.0.1, ::1 or localhost)',
 });
 const anyUrl = z.string().refine((v) => URL.canParse(v), { message: 'must be an absolute URL' });
-const SECRET_FIELDS = new Set(['refresh_token', 'id_token', 'code_verifier', 'code', 'state', 'device_code', 'client_secret']);
 const fieldName = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be a token field name');
 
 const endpointsShape = {
@@ -72,7 +72,7 @@ const fields = {
   tokenRequestFormat: z.enum(['form', 'json']),
   /** Stored token fields that may cross the socket (PROTOCOL.md §5); secrets can never be public. */
   publicFields: z.array(
-    fieldName.refine((f) => !SECRET_FIELDS.has(f), { message: 'names a secret field, which never crosses the socket' }),
+    fieldName.refine((f) => !SECRET_TOKEN_FIELDS.has(f), { message: 'names a secret field, which never crosses the socket' }),
   ),
   userAgent: z.string().min(1).max(256),
   /** Send a PKCE challenge with the device authorization and the verifier with the device grant (Qwen). */
