@@ -66,8 +66,11 @@ class BrowserRedirectFlow implements StartedFlow {
         if (done) void this.closeServer();
       });
     };
-    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-    if (req.method !== 'GET' || url.pathname !== this.options.callback.path) {
+    // A request target such as `//[` is not a valid URL; new URL() would throw in this event handler
+    // and take the daemon down.
+    const target = req.url ?? '/';
+    const url = URL.canParse(target, 'http://127.0.0.1') ? new URL(target, 'http://127.0.0.1') : undefined;
+    if (!url || req.method !== 'GET' || url.pathname !== this.options.callback.path) {
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' }).end('Not found\n');
       return;
     }

@@ -3,7 +3,7 @@
  * single exchange, against a local standard token endpoint.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StartedFlow } from '../../../src/oauth/flowTypes.js';
 import { startBrowserRedirectFlow } from '../../../src/oauth/flows/browserRedirectFlow.js';
@@ -119,6 +119,22 @@ describe('browser redirect flow', () => {
       code: 'FLOW_INITIATION_FAILED',
       message: expect.stringContaining(`port ${port}`),
     });
+  });
+
+  it('a request target that is not a valid URL gets a 404 and the login keeps waiting (no throw in the request handler)', async () => {
+    const { flow, port } = await start();
+    const statusLine = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect({ host: '127.0.0.1', port }, () => socket.write('GET //[ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'));
+      socket.once('data', (chunk) => {
+        socket.destroy();
+        resolve(String(chunk).split('\r\n')[0]!);
+      });
+      socket.once('error', reject);
+      setTimeout(() => reject(new Error('no response from the callback server')), 2_000).unref();
+    });
+    expect(statusLine).toBe('HTTP/1.1 404 Not Found');
+    expect(await probePort(port)).toBe('connected');
+    expect(await flow.poll!(never)).toMatchObject({ status: 'pending' });
   });
 
   it('closes by itself after maxLifetimeMs when nobody cancels', async () => {
