@@ -44,12 +44,21 @@ class StreamAudit implements AuditLog {
 
 const noAudit: AuditLog = { record() {}, close: async () => {} };
 
-/** `off` → nothing; `-` → stderr; anything else → a file appended with mode 0600. */
-export function openAuditLog(target: string | undefined, now: () => number = Date.now): AuditLog {
+/**
+ * `off` → nothing; `-` → stderr; anything else → a file appended with mode 0600. A failing write
+ * (disk full, I/O error) is reported once through `onError` instead of crashing the daemon with an
+ * unhandled stream 'error'.
+ */
+export function openAuditLog(target: string | undefined, now: () => number = Date.now, onError: (err: NodeJS.ErrnoException) => void = () => {}): AuditLog {
   if (!target || target === 'off') return noAudit;
   if (target === '-') return new StreamAudit((l) => process.stderr.write(l), async () => {}, now);
   const fd = fs.openSync(target, 'a', 0o600);
   const stream = fs.createWriteStream('', { fd, autoClose: true });
+  let reported = false;
+  stream.on('error', (err) => {
+    if (!reported) onError(err);
+    reported = true;
+  });
   return new StreamAudit(
     (l) => stream.write(l),
     () => new Promise<void>((resolve) => stream.end(resolve)),

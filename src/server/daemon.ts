@@ -49,7 +49,7 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
 
   const socketPath = await prepareSocketPath(options.socketPath, log);
   const tcp = options.tcp ? parseLoopbackAddress(options.tcp) : null;
-  const audit: AuditLog = openAuditLog(options.audit, now);
+  const audit: AuditLog = openAuditLog(options.audit, now, (err) => log(`audit log ${options.audit} failed (${err.code ?? 'error'}); audit records are no longer written`));
 
   const tokens = new CachedTokenStore(options.tokens);
   const usage = new BucketUsage();

@@ -84,4 +84,19 @@ describe('audit log', () => {
     expect(lines).toContainEqual(expect.objectContaining({ op: 'connection', outcome: 'FRAME_NOT_OBJECT' }));
     for (const secret of ['at-audited-secret', 'sk-audited-key-secret', 'at-sandbox-secret', CAP, HOST_REFRESH_TOKEN]) expect(text).not.toContain(secret);
   });
+
+  it('a failing audit file (disk full) is reported once and does not take the daemon down', async () => {
+    if (!fs.existsSync('/dev/full')) return;
+    const lines: string[] = [];
+    const d = await startTestDaemon({ audit: '/dev/full', log: (line) => lines.push(line) });
+    await d.store.saveToken('anthropic', 'default', sampleToken({ access_token: 'at-full-disk' }));
+    const c = await RawClient.ready(d.socketPath, { minVersion: 1, maxVersion: 2 });
+    for (let i = 0; i < 3; i++) {
+      expect(await c.request('get_token', { provider: 'anthropic' })).toMatchObject({ ok: true });
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(lines.filter((l) => l.includes('audit log /dev/full failed (ENOSPC)'))).toHaveLength(1);
+    c.close();
+    await d.stop();
+  });
 });
