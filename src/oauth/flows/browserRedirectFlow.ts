@@ -106,10 +106,15 @@ class BrowserRedirectFlow implements StartedFlow {
     if (!outcome) return { status: 'pending', pollIntervalMs: POLL_INTERVAL_MS };
     if (outcome.kind === 'error') throw this.end(outcome.error);
     // Exchanged once, in the flow's own lifetime: a poll whose caller gives up does not lose the code.
-    this.exchanging ??= this.options.exchange(
-      { code: outcome.code, verifier: this.#verifier, state: this.#state, redirectUri: this.redirectUri },
-      this.aborter.signal,
-    );
+    if (!this.exchanging) {
+      this.exchanging = this.options.exchange(
+        { code: outcome.code, verifier: this.#verifier, state: this.#state, redirectUri: this.redirectUri },
+        this.aborter.signal,
+      );
+      // A poll that gives up before the exchange settles leaves nobody awaiting it; its failure is
+      // for the next poll to report, not an unhandled rejection that would end the process.
+      this.exchanging.catch(() => {});
+    }
     let token: StoredToken;
     try {
       token = await abortable(this.exchanging, signal);

@@ -92,6 +92,23 @@ describe('browser redirect flow', () => {
     expect(server.to('/token')).toHaveLength(1);
   });
 
+  it('a poll that arrives already aborted leaves no unhandled rejection when the exchange then fails', async () => {
+    const { flow, server, state, redirect } = await start();
+    await browserGet(`${redirect.href}?code=the-code&state=${state}`);
+    await server.close(); // the exchange will fail: nothing listens at the token endpoint
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      await expect(flow.poll!(AbortSignal.abort())).rejects.toMatchObject({ code: 'POLL_FAILED', message: 'Poll cancelled' });
+      await new Promise((r) => setTimeout(r, 200));
+      expect(unhandled).toEqual([]);
+      await expect(flow.poll!(never)).rejects.toMatchObject({ code: 'POLL_FAILED', message: expect.stringContaining('Token exchange failed') });
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('a denied authorization (right state) is ACCESS_DENIED and closes the server', async () => {
     const { flow, state, redirect, port } = await start();
     const page = await browserGet(`${redirect.href}?error=access_denied&state=${state}`);
