@@ -82,12 +82,22 @@ export function createLoginService(options: LoginServiceOptions): LoginService &
       }
       const owner = ownerOf(ctx);
       if (!sessions.hasRoomFor(owner)) throw new ProxyError('RESOURCE_EXHAUSTED', 'Too many login sessions open; cancel one first');
+      // Taken before the await, so a cancel or timeout of this request during start() is seen below.
+      const signal = ctx.signal;
       let started;
       try {
         started = await adapter.start(flowType, deps);
       } catch (err) {
         if (err instanceof FlowError) throw new ProxyError('FLOW_INITIATION_FAILED', err.message);
         throw new ProxyError('FLOW_INITIATION_FAILED', `Could not start the ${flowType} login with ${provider}`);
+      }
+      // Nobody will learn the id of a session created after the request was answered (cancelled or
+      // timed out), and concurrent initiates may have filled the owner's slots meanwhile: end the flow
+      // (freeing a callback port) rather than keep an orphan.
+      if (signal.aborted || !sessions.hasRoomFor(owner)) {
+        await started.cancel().catch(() => {});
+        if (signal.aborted) throw new ProxyError('CANCELLED', 'Request cancelled');
+        throw new ProxyError('RESOURCE_EXHAUSTED', 'Too many login sessions open; cancel one first');
       }
       const session = sessions.create(owner, provider, bucketOrDefault(bucket), started);
       return { session_id: session.id, flow_type: started.flowType, pollIntervalMs: started.pollIntervalMs(), ...started.publicData };
