@@ -34,6 +34,8 @@ export function findBrowserOpener(env: NodeJS.ProcessEnv = process.env, platform
   else command = null;
   if (command === null) return null;
   const launcher = command;
+  // The browser (often started by this call and long-lived) has no use for the store passphrase.
+  const { CREDPROXY_PASSPHRASE: _passphrase, ...childEnv } = env;
   return (url) => {
     // Only web URLs, passed as one argv entry (never through a shell).
     let parsed: URL;
@@ -44,7 +46,7 @@ export function findBrowserOpener(env: NodeJS.ProcessEnv = process.env, platform
     }
     if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') return;
     try {
-      const child = spawn(launcher, [parsed.href], { detached: true, stdio: 'ignore', env });
+      const child = spawn(launcher, [parsed.href], { detached: true, stdio: 'ignore', env: childEnv });
       child.on('error', () => {}); // the URL is printed anyway
       child.unref();
     } catch {
