@@ -114,7 +114,7 @@ export class Connection {
       this.fail(reason);
       return;
     }
-    this.armPartialTimer();
+    this.armPartialTimer(frames.length > 0);
     for (const frame of frames) {
       if (this.socket.destroyed || this.closing) return;
       if (this.version === null) this.onHandshake(frame);
@@ -122,12 +122,16 @@ export class Connection {
     }
   }
 
-  /** A partial frame (even 1–3 header bytes) may sit in the buffer for at most the partial-frame timeout. */
-  private armPartialTimer(): void {
-    if (this.decoder.pendingBytes === 0) {
+  /**
+   * A partial frame (even 1–3 header bytes) may sit in the buffer for at most the partial-frame
+   * timeout. The clock is per frame: when a frame completes, what is left over is a new frame.
+   */
+  private armPartialTimer(frameCompleted: boolean): void {
+    if (this.decoder.pendingBytes === 0 || frameCompleted) {
       if (this.partialTimer) clearTimeout(this.partialTimer);
       this.partialTimer = null;
-    } else if (!this.partialTimer) {
+    }
+    if (this.decoder.pendingBytes > 0 && !this.partialTimer) {
       this.partialTimer = setTimeout(() => this.fail('PARTIAL_FRAME_TIMEOUT'), this.deps.limits.partialFrameTimeoutMs);
     }
   }

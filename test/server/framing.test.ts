@@ -93,3 +93,27 @@ describe.concurrent('framing on the wire', () => {
     expect(await c.replyFor('b')).toMatchObject({ ok: true, data: { providers: [] } });
   });
 });
+
+describe('partial-frame timeout', () => {
+  let quick: TestDaemon;
+  beforeAll(async () => {
+    quick = await startTestDaemon({ limits: { partialFrameTimeoutMs: 400 } });
+  });
+  afterAll(() => quick.stop());
+
+  it('is measured per frame: back-to-back frames that each complete in time keep the connection open', async () => {
+    const c = await RawClient.ready(quick.socketPath);
+    const a = encodeFrame({ v: 2, id: 'a', op: 'list_api_keys', payload: {} });
+    const b = encodeFrame({ v: 2, id: 'b', op: 'list_providers', payload: {} });
+    const pause = () => new Promise((r) => setTimeout(r, 250));
+    c.sendRaw(a.subarray(0, 10));
+    await pause();
+    c.sendRaw(Buffer.concat([a.subarray(10), b.subarray(0, 10)])); // a completes, b starts
+    await pause(); // 500 ms since a's first byte, 250 ms since b's
+    c.sendRaw(b.subarray(10));
+    expect(await c.replyFor('a')).toMatchObject({ ok: true });
+    expect(await c.replyFor('b')).toMatchObject({ ok: true });
+    expect(c.closed).toBe(false);
+    c.close();
+  });
+});
