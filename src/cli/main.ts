@@ -19,6 +19,10 @@ function die(err: unknown): never {
 
 // `credproxy keys list | head -1` closes the pipe early; that is not an error worth a stack trace.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => (err.code === 'EPIPE' ? exitNow(Number(process.exitCode ?? 0)) : die(err)));
+// A closed stderr (a launcher that stopped reading) must not turn the next warning or audit line of
+// `serve` into an uncaught EPIPE that kills the daemon before it cleans up; there is nowhere left
+// to report to, so the write is dropped.
+process.stderr.on('error', () => {});
 // Last line of defence for the "no stack traces" rule.
 process.on('uncaughtException', die);
 process.on('unhandledRejection', die);

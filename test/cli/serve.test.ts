@@ -90,6 +90,24 @@ describe('serve', () => {
     expect(result.stdout + result.stderr).not.toContain(refresh);
   });
 
+  it('keeps serving, and still stops cleanly, after whoever read its stderr went away', async () => {
+    const { line, exit, child } = await serve(['--store', 'memory', '--audit', '-']);
+    child.stderr!.destroy(); // the launcher closes its end; every audit line now hits EPIPE
+    const client = new ProxyClient({ socketPath: line });
+    try {
+      for (let i = 0; i < 3; i++) {
+        expect(await client.request('list_providers', {})).toEqual({ providers: [] });
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      await client.close();
+    }
+    child.kill('SIGTERM');
+    const result = await exit;
+    expect(result.code).toBe(0);
+    expect(existsSync(line)).toBe(false);
+  });
+
   it('the daemon\'s token cache sees a token another process wrote to the file store', async () => {
     const put = (access: string) =>
       runCli(['import', 'anthropic', '--store', 'file'], { env: box.env, input: JSON.stringify({ access_token: access, refresh_token: 'rt-x', expiry: nowSec() + 3600 }) });
