@@ -12,6 +12,7 @@ import type { AuditEvent, AuditLog } from './audit.js';
 import type { Grant } from './grants.js';
 import type { ConnectionLimits } from './options.js';
 import type { PeerCredentials } from './peerCredentials.js';
+import { StoreError } from '../store/types.js';
 import { RateLimiter } from './rateLimiter.js';
 import { checkScope } from './scope.js';
 
@@ -179,19 +180,22 @@ export class Connection {
   private onRequest(frame: JsonObject): void {
     const id = requestId(frame.id);
     const op = typeof frame.op === 'string' && frame.op.length > 0 ? frame.op : null;
-    if (id === null || op === null) {
-      this.replyError('unknown', 'INVALID_REQUEST', id === null ? 'Missing or invalid request id' : 'Missing or invalid op');
-      this.audit(op ?? 'unknown', 'INVALID_REQUEST');
+    // Only known op names reach the audit log; anything else a client sends is "unknown".
+    const auditOp = op !== null && isKnownOp(op) ? op : 'unknown';
+    // Every frame counts against the rate, malformed ones too: each costs a reply and an audit line.
+    if (!this.rate.tryTake(this.deps.now())) {
+      this.replyError(id ?? 'unknown', 'RATE_LIMITED', 'Too many requests', 1);
+      this.audit(auditOp, 'RATE_LIMITED');
       return;
     }
-    if (!this.rate.tryTake(this.deps.now())) {
-      this.replyError(id, 'RATE_LIMITED', 'Too many requests', 1);
-      this.audit(op, 'RATE_LIMITED');
+    if (id === null || op === null) {
+      this.replyError('unknown', 'INVALID_REQUEST', id === null ? 'Missing or invalid request id' : 'Missing or invalid op');
+      this.audit(auditOp, 'INVALID_REQUEST');
       return;
     }
     if (this.inFlight.has(id)) {
       this.replyError(id, 'INVALID_REQUEST', 'Duplicate request id');
-      this.audit(op, 'INVALID_REQUEST');
+      this.audit(auditOp, 'INVALID_REQUEST');
       return;
     }
     if (!isKnownOp(op) || (V2_ONLY_OPS.has(op) && this.version !== 2)) {
@@ -366,6 +370,10 @@ function errorReply(err: unknown): ErrorReply {
     if (err.retryAfter !== undefined) reply.retryAfter = err.retryAfter;
     return reply;
   }
-  if (err instanceof Error && err.name === 'StoreError') return { ok: false, code: 'INTERNAL_ERROR', error: err.message };
+  // Store messages name host paths (the user's home); the sandbox learns only what kind of failure it was.
+  if (err instanceof StoreError) {
+    const error = err.reason === 'locked' ? 'The credential store is busy (locked by another process); try again' : 'The credential store on the host cannot be used';
+    return { ok: false, code: 'INTERNAL_ERROR', error };
+  }
   return { ok: false, code: 'INTERNAL_ERROR', error: 'Internal error' };
 }

@@ -10,7 +10,7 @@ import { openAuditLog, type AuditLog } from './audit.js';
 import { Connection, type ConnectionDeps } from './connection.js';
 import type { Grant } from './grants.js';
 import { DEFAULT_LIMITS, type DaemonOptions } from './options.js';
-import { readPeerCredentials, type PeerCredentials } from './peerCredentials.js';
+import { peerCredentialsSupported, readPeerCredentials, type PeerCredentials } from './peerCredentials.js';
 import { grantForCapability, OPEN_POLICY, type Policy } from './policy.js';
 import { assertSocketPathLength, defaultSocketPath, ensurePrivateDir, probeSocket, removeStaleSockets } from './socketPath.js';
 import { CachedTokenStore } from './tokenCache.js';
@@ -47,6 +47,11 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
   const ownUid = process.getuid?.() ?? -1;
   const log = options.log ?? (() => {});
 
+  // Linux must be able to read SO_PEERCRED; elsewhere peer identity is best-effort (PROTOCOL.md §7).
+  const requirePeerCredentials = process.platform === 'linux';
+  if (requirePeerCredentials && !peerCredentialsSupported()) {
+    throw new Error('Cannot read peer credentials (SO_PEERCRED) on this system; refusing to serve without them');
+  }
   const socketPath = await prepareSocketPath(options.socketPath, log);
   const tcp = options.tcp ? parseLoopbackAddress(options.tcp) : null;
   const audit: AuditLog = openAuditLog(options.audit, now, (err) => log(`audit log ${options.audit} failed (${err.code ?? 'error'}); audit records are no longer written`));
@@ -77,6 +82,12 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
     let peer: PeerCredentials | null = null;
     if (transport === 'unix') {
       peer = readPeerCredentials(socket);
+      // On Linux the kernel always knows the peer; not learning it means something is wrong: fail closed.
+      if (!peer && requirePeerCredentials) {
+        audit.record({ conn: connId, op: 'connection', outcome: 'PEER_UNKNOWN' });
+        socket.destroy();
+        return;
+      }
       if (peer && peer.uid !== ownUid && !allowUids.has(peer.uid)) {
         audit.record({ conn: connId, peer: { pid: peer.pid, uid: peer.uid }, op: 'connection', outcome: 'PEER_REFUSED' });
         socket.destroy();

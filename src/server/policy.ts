@@ -26,7 +26,12 @@ const grantShape = {
   keys: z.union([z.literal('*'), z.array(z.string().regex(KEY_NAME, `must match ${KEY_NAME.source}`))]).default([]),
   ops: z.array(z.enum(OP_GROUPS)).default([]),
 };
-const grantId = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must match ^[A-Za-z0-9._-]{1,64}$');
+/** Ids the daemon uses for its own grants; a capability must not be mistaken for them in audit or session ownership. */
+const RESERVED_GRANT_IDS = ['default', 'full', 'none'];
+const grantId = z
+  .string()
+  .regex(/^[A-Za-z0-9._-]{1,64}$/, 'must match ^[A-Za-z0-9._-]{1,64}$')
+  .refine((id) => !RESERVED_GRANT_IDS.includes(id), { message: `must not be one of ${RESERVED_GRANT_IDS.join(', ')} (reserved)` });
 
 const policySchema = z.strictObject({
   default: z.strictObject(grantShape).optional(),

@@ -199,6 +199,7 @@ describe('policy file errors', () => {
     ['{"capabilities":[{"id":"x","tokenSha256":"abc"}]}', /capabilities\.0\.tokenSha256/],
     ['{"default":{"providers":{"bad name":"*"}}}', /default\.providers/],
     ['{"defaults":{}}', /Invalid field/],
+    [`{"capabilities":[{"id":"default","tokenSha256":"${'a'.repeat(64)}"}]}`, /capabilities\.0\.id.*reserved/],
   ])('%s is rejected with a specific message', (text, pattern) => {
     expect(() => parsePolicy(text, path.join('x', 'policy.json'))).toThrow(pattern);
   });

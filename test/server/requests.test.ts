@@ -5,6 +5,8 @@ import { startDaemon, type Daemon } from '../../src/server/daemon.js';
 import { RawClient } from '../helpers/rawClient.js';
 import { sampleToken, startTestDaemon, tempDir, type TestDaemon } from '../helpers/daemon.js';
 import { SlowStore } from '../helpers/slowStore.js';
+import { MemoryStore } from '../../src/store/memory.js';
+import { StoreError } from '../../src/store/types.js';
 
 let d: TestDaemon;
 beforeAll(async () => {
@@ -147,6 +149,30 @@ describe('limits and cancel', () => {
     await new Promise((r) => setTimeout(r, 1_100));
     expect(await c.request('has_api_key', { name: 'k' }, 'after')).toMatchObject({ ok: true });
     c.close();
+  });
+
+  it('counts malformed frames against the rate limit too', async () => {
+    const c = await RawClient.ready(d.socketPath);
+    for (let i = 0; i < 60; i++) c.send({ v: 2, op: 'list_api_keys' });
+    for (let i = 0; i < 60; i++) expect(await c.next()).toMatchObject({ id: 'unknown', code: 'INVALID_REQUEST' });
+    expect(await c.request('list_api_keys', {}, 'after-junk')).toMatchObject({ code: 'RATE_LIMITED', retryAfter: 1 });
+    c.close();
+  });
+
+  it('store failures reach the client without host paths', async () => {
+    class BrokenStore extends MemoryStore {
+      override async getToken(): Promise<never> {
+        throw new StoreError('decrypt_failed', 'Cannot decrypt the credential store at /home/alice/.local/share/credproxy/store.enc: wrong CREDPROXY_PASSPHRASE or the file is damaged');
+      }
+    }
+    const store = new BrokenStore();
+    const daemon = await startDaemon({ tokens: store, keys: store, socketPath: path.join(tempDir(), 'b.sock'), audit: 'off' });
+    const c = await RawClient.ready(daemon.socketPath);
+    const reply = await c.request('get_token', { provider: 'anthropic' });
+    expect(reply).toMatchObject({ ok: false, code: 'INTERNAL_ERROR', error: 'The credential store on the host cannot be used' });
+    expect(JSON.stringify(reply)).not.toContain('/home/alice');
+    c.close();
+    await daemon.stop();
   });
 
   it('cancels a slow op: the target answers CANCELLED exactly once', async () => {
