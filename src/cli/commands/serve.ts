@@ -4,6 +4,7 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import { createLoginService } from '../../handlers/login.js';
 import { startDaemon } from '../../server/daemon.js';
+import { RefreshCoordinator } from '../../oauth/refreshCoordinator.js';
 import { loadPolicy, type Policy } from '../../server/policy.js';
 import { CliError, warn } from '../util/errors.js';
 import { registryFromConfig } from '../util/loginConfig.js';
@@ -61,6 +62,8 @@ socket, on SIGINT, SIGTERM or SIGHUP.`,
           audit = path.join(stores.dataDir, 'audit.log');
         }
         const login = createLoginService({ registry });
+        // Same registry as logins; the coordinator writes the host store itself (the daemon's cache follows its change stamp).
+        const refresh = new RefreshCoordinator({ tokens: stores.tokens, registry });
         const daemon = await startDaemon({
           tokens: stores.tokens,
           keys: stores.keys,
@@ -71,6 +74,7 @@ socket, on SIGINT, SIGTERM or SIGHUP.`,
           audit,
           ...(opts.tcp !== undefined && { tcp: opts.tcp }),
           login,
+          refresher: refresh.refresher,
           handleSignals: true,
           log: (line: string) => warn(line),
         }).catch(async (err: unknown) => {
@@ -85,6 +89,8 @@ socket, on SIGINT, SIGTERM or SIGHUP.`,
         const ready = opts.json ? JSON.stringify({ socket: daemon.socketPath, ...(daemon.tcpAddress && { tcp: daemon.tcpAddress }) }) : daemon.socketPath;
         process.stdout.write(`${ready}\n`);
         await daemon.closed;
+        // A refresh still running after the last reply must save its rotated refresh token before the store closes.
+        await refresh.idle();
       } finally {
         await closeHostStores(stores);
       }
