@@ -158,10 +158,14 @@ export class RefreshCoordinator {
     });
   }
 
-  /** Milliseconds of cooldown left for `token` (0 when none). A stamp far in the future is ignored. */
+  /**
+   * Milliseconds of cooldown left for `token` (0 when none). Processes sharing a store share the host
+   * clock, so a stamp in the future was not written by a refresh (a save_token can set any field): it
+   * is ignored rather than allowed to hold refreshes off indefinitely.
+   */
   private cooldownLeft(token: StoredToken, now: number): number {
     const stamp = token[REFRESH_ATTEMPT_FIELD];
-    if (typeof stamp !== 'number' || !Number.isFinite(stamp) || stamp > now + this.cooldownMs) return 0;
+    if (typeof stamp !== 'number' || !Number.isFinite(stamp) || stamp > now + 1_000) return 0;
     return Math.max(0, stamp + this.cooldownMs - now);
   }
 

@@ -3,6 +3,7 @@
  * (oidc-provider in-process, a custom provider) with refresh-token rotation and reuse detection: a
  * refresh token used twice would revoke the whole grant, so any race shows up as invalid_grant.
  */
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -68,7 +69,7 @@ afterAll(async () => {
 
 /** A real login (device flow, approved through the server's pages) stored under (P, bucket). */
 async function login(bucket: string): Promise<StoredToken> {
-  const deps: FlowDeps = { fetch: globalThis.fetch, now: clock, randomBytes: (n) => new Uint8Array(n).map(() => Math.floor(Math.random() * 256)), httpTimeoutMs: 15_000 };
+  const deps: FlowDeps = { fetch: globalThis.fetch, now: clock, randomBytes: (n) => randomBytes(n), httpTimeoutMs: 15_000 };
   const flow = await registry.get(P)!.start('device_code', deps);
   await idp.approveDevice(flow.publicData.user_code!);
   for (;;) {
@@ -186,6 +187,21 @@ describe('cooldown (30 s per provider:bucket)', () => {
   });
 });
 
+describe('cooldown stamp', () => {
+  it('a stamp in the future (no refresh writes one) does not hold refreshes off', async () => {
+    const real = await login('future');
+    await store.saveToken(P, 'future', { ...real, expiry: Math.floor(clock() / 1000) - 5, [REFRESH_ATTEMPT_FIELD]: clock() + 20_000 });
+    const c = await client();
+    const { result: reply, log } = await tokenRequestsDuring(() => c.request('get_token', { provider: P, bucket: 'future' }));
+    expect(reply.ok).toBe(true);
+    expect(log.map((e) => [e.grantType, e.status])).toEqual([['refresh_token', 200]]);
+    const stored = (await store.getToken(P, 'future'))!;
+    expect(stored[REFRESH_ATTEMPT_FIELD]).toBeLessThanOrEqual(clock());
+    expect(reply.data).not.toHaveProperty(REFRESH_ATTEMPT_FIELD);
+    c.close();
+  });
+});
+
 describe('failures', () => {
   it('a revoked refresh token → REAUTH_REQUIRED, not retried', async () => {
     const real = await login('revoked');
@@ -198,6 +214,31 @@ describe('failures', () => {
     expect(sleeps).toEqual([]);
     expect(String(reply.error)).not.toContain(real.refresh_token);
     expect(String(reply.error)).not.toContain('http');
+    c.close();
+  });
+
+  it('HTTP 401 → REAUTH_REQUIRED without a retry; the stored token is kept', async () => {
+    const real = await login('unauthorized');
+    sleeps.length = 0;
+    idp.failNextTokenRequests(1, 401);
+    const c = await client();
+    const { result: reply, log } = await tokenRequestsDuring(() => c.request('refresh_token', { provider: P, bucket: 'unauthorized' }));
+    expect(reply).toMatchObject({ ok: false, code: 'REAUTH_REQUIRED' });
+    expect(log.map((e) => e.status)).toEqual([401]);
+    expect(sleeps).toEqual([]);
+    expect((await store.getToken(P, 'unauthorized'))!.refresh_token).toBe(real.refresh_token);
+    c.close();
+  });
+
+  it('a 429 is retried like a 5xx', async () => {
+    await login('throttled');
+    sleeps.length = 0;
+    idp.failNextTokenRequests(1, 429);
+    const c = await client();
+    const { result: reply, log } = await tokenRequestsDuring(() => c.request('refresh_token', { provider: P, bucket: 'throttled' }));
+    expect(reply.ok).toBe(true);
+    expect(log.map((e) => e.status)).toEqual([429, 200]);
+    expect(sleeps).toEqual([1_000]);
     c.close();
   });
 
@@ -221,6 +262,7 @@ describe('failures', () => {
     const c = await client();
     const { result: reply, log } = await tokenRequestsDuring(() => c.request('refresh_token', { provider: P, bucket: 'down' }));
     expect(reply).toMatchObject({ ok: false, code: 'REFRESH_FAILED' });
+    expect(String(reply.error)).not.toMatch(/https?:|harness/); // no URL, no error_description from the body
     expect(log.map((e) => e.status)).toEqual([503, 503, 503]);
     expect(sleeps).toEqual([1_000, 3_000]);
     const stored = (await store.getToken(P, 'down'))!;

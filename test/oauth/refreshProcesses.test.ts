@@ -5,6 +5,7 @@
  * Only the store's refresh lock and the re-read under it keep them to one upstream refresh.
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,7 +43,7 @@ afterAll(async () => {
 });
 
 async function login(): Promise<StoredToken> {
-  const deps: FlowDeps = { fetch: globalThis.fetch, now: Date.now, randomBytes: (n) => new Uint8Array(n).map(() => Math.floor(Math.random() * 256)), httpTimeoutMs: 15_000 };
+  const deps: FlowDeps = { fetch: globalThis.fetch, now: Date.now, randomBytes: (n) => randomBytes(n), httpTimeoutMs: 15_000 };
   const flow = await loadProviderRegistry({ configPath, env: {} }).get(P)!.start('device_code', deps);
   await idp.approveDevice(flow.publicData.user_code!);
   for (;;) {
