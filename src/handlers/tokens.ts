@@ -2,6 +2,7 @@
 import { ProxyError } from '../protocol/errors.js';
 import type { Payload } from '../protocol/messages.js';
 import { bucketOrDefault } from '../protocol/names.js';
+import { REFRESH_ATTEMPT_FIELD } from '../oauth/refreshCoordinator.js';
 import { mergeToken, sanitizeToken, secondsToExpiry } from '../oauth/token.js';
 import { allowsBucket, allowsProvider } from '../server/grants.js';
 import type { StoredToken } from '../store/types.js';
@@ -36,8 +37,9 @@ export const getToken: Handler<Payload<'get_token'>> = async (ctx, { provider, b
 
 export const saveToken: Handler<Payload<'save_token'>> = async (ctx, { provider, bucket, token }) => {
   const b = bucketOrDefault(bucket);
-  // A sandbox never supplies refresh tokens: they only ever come from a host-side login or refresh.
-  const { refresh_token: _dropped, ...incoming } = token;
+  // A sandbox never supplies refresh tokens (they only come from a host-side login or refresh), nor
+  // the host's refresh bookkeeping, which would let it skip the refresh cooldown.
+  const { refresh_token: _dropped, [REFRESH_ATTEMPT_FIELD]: _hostOnly, ...incoming } = token;
   await ctx.tokens.withTokenLock(provider, b, async () => {
     const stored = await ctx.tokens.getToken(provider, b);
     await ctx.tokens.saveToken(provider, b, mergeToken(stored, incoming as Partial<StoredToken>));

@@ -57,11 +57,12 @@ describe('tokens', () => {
     const reply = await c.request('save_token', {
       provider: 'anthropic',
       bucket: 'work',
-      token: { access_token: 'at-new', expiry: 2_000_000_000, token_type: 'bearer', refresh_token: 'rt-from-sandbox', extra: 'x' },
+      token: { access_token: 'at-new', expiry: 2_000_000_000, token_type: 'bearer', refresh_token: 'rt-from-sandbox', refresh_attempted_at: 1, extra: 'x' },
     });
     expect(reply).toMatchObject({ ok: true, data: {} });
     const stored = await d.store.getToken('anthropic', 'work');
     expect(stored).toMatchObject({ access_token: 'at-new', expiry: 2_000_000_000, token_type: 'Bearer', refresh_token: HOST_REFRESH_TOKEN, scope: 'read write', extra: 'x' });
+    expect(stored).not.toHaveProperty('refresh_attempted_at');
   });
 
   it('save_token for a new bucket stores no refresh token at all', async () => {
