@@ -2,7 +2,7 @@
  * The reference client of PROTOCOL.md §8: one lazily opened connection per client object, a
  * handshake first, requests correlated by `crypto.randomUUID()` ids, per-request timeouts that send
  * `cancel` on v2, idle close, and no replay after a lost connection. It imports only the pure,
- * dependency-free parts of src/protocol so that a sandboxed process loads nothing else.
+ * dependency-free parts of src/protocol (and src/abort.ts) so that a sandboxed process loads nothing else.
  */
 import { randomUUID } from 'node:crypto';
 import net from 'node:net';
@@ -12,6 +12,7 @@ import { encodeFrame, FrameDecoder, HEADER_BYTES, MAX_FRAME_V1, MAX_FRAME_V2, ty
 import type { OpName, payloadSchemas } from '../protocol/messages.js';
 import type { ProtocolVersion } from '../protocol/version.js';
 import { assertCapabilityToken } from './capability.js';
+import { raceAbort } from '../abort.js';
 
 export const CONNECTION_LOST_MESSAGE = 'Credential proxy connection lost. Restart the session.';
 
@@ -367,22 +368,4 @@ function closedError(): ProxyClientError {
 
 function abortedError(op: string): ProxyClientError {
   return new ProxyClientError('ABORTED', `Credential proxy request ${op} was aborted`);
-}
-
-/** Rejects as soon as `signal` aborts, without abandoning (or leaving unhandled) the shared promise. */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal, aborted: () => Error): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(aborted());
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
 }

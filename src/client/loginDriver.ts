@@ -9,6 +9,7 @@ import type { FlowType } from '../oauth/flowTypes.js';
 import type { SanitizedToken } from '../oauth/token.js';
 import type { FLOW_NAMES } from '../protocol/messages.js';
 import { ProxyClientError, type ProxyClient } from './ProxyClient.js';
+import { raceAbort } from '../abort.js';
 
 /** The §6.1 reply of oauth_initiate. */
 export interface LoginStart {
@@ -92,7 +93,7 @@ export async function runLogin(backend: LoginBackend, ui: LoginUi, options: RunL
   const initiating = backend.initiate(options.provider, options.bucket, options.flow);
   let start: LoginStart;
   try {
-    start = await untilAborted(initiating, signal);
+    start = await raceAbort(initiating, signal, () => signal.reason);
   } catch (err) {
     // Ctrl-C while the host was still starting the flow: cancel the session once it exists.
     if (signal.aborted) await bounded(initiating.then((s) => backend.cancel(s.session_id)));
@@ -150,24 +151,6 @@ async function pollUntilDone(backend: LoginBackend, ui: LoginUi, start: LoginSta
 function clampInterval(ms: number): number {
   if (!Number.isFinite(ms)) return 5_000;
   return Math.min(MAX_POLL_MS, Math.max(MIN_POLL_MS, ms));
-}
-
-/** `promise`, or a rejection with the abort reason as soon as `signal` aborts. */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }
 
 /** Waits for a best-effort clean-up step, at most CANCEL_WAIT_MS, swallowing its failure. */

@@ -13,6 +13,7 @@ import type { StoredToken, TokenStore } from '../store/types.js';
 import type { FlowDeps } from './flowTypes.js';
 import { mergeToken, secondsToExpiry } from './token.js';
 import { UpstreamError } from './upstream.js';
+import { raceAbort } from '../abort.js';
 
 /** What the coordinator needs from a provider adapter (StandardAdapter has it). */
 export interface RefreshableAdapter {
@@ -65,22 +66,10 @@ function changedSince(seen: StoredToken, current: StoredToken): boolean {
 
 /** Resolves with `promise`, or rejects with CANCELLED when `signal` aborts first (the promise runs on). */
 function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  const cancelled = () => new ProxyError('CANCELLED', 'Request cancelled');
   if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(new ProxyError('CANCELLED', 'Request cancelled'));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new ProxyError('CANCELLED', 'Request cancelled'));
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
+  if (signal.aborted) return Promise.reject(cancelled());
+  return raceAbort(promise, signal, cancelled);
 }
 
 export class RefreshCoordinator {

@@ -24,7 +24,7 @@ let server: FrameServer | undefined;
 
 beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cpx-life-'));
-  transpileSources(dir, ['client/ProxyClient.ts', 'client/capability.ts', 'protocol/errors.ts', 'protocol/framing.ts']);
+  transpileSources(dir, ['abort.ts', 'client/ProxyClient.ts', 'client/capability.ts', 'protocol/errors.ts', 'protocol/framing.ts']);
   fs.writeFileSync(path.join(dir, 'child.mjs'), CHILD);
 });
 
