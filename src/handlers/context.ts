@@ -1,22 +1,64 @@
-/** What every op handler receives besides its validated payload. */
-import type { Grant } from '../server/grants.js';
-import type { PeerCredentials } from '../server/peerCredentials.js';
-import type { KeyStore, StoredToken, TokenStore } from '../store/types.js';
+/** What every op handler receives besides its validated payload, and what each op answers. */
+import type { Grant } from '../auth/grants.js';
+import type { PeerCredentials } from '../auth/peer.js';
+import type { FlowPublicData, FlowType } from '../oauth/flowTypes.js';
+import type { TokenService } from '../oauth/TokenService.js';
+import type { SanitizedToken } from '../oauth/token.js';
+import type { OpName, Payload } from '../protocol/messages.js';
+import type { KeyStore, StoredToken } from '../store/types.js';
 import type { BucketUsage } from './bucketUsage.js';
 
-/** Host-side refresh of (provider, bucket); supplied by the refresh subsystem when configured. */
-export type Refresher = (provider: string, bucket: string, signal: AbortSignal) => Promise<StoredToken>;
-
-export interface HandlerContext {
-  tokens: TokenStore;
-  keys: KeyStore;
-  grant: Grant;
-  peer: PeerCredentials | null;
-  usage: BucketUsage;
-  refresher: Refresher | null;
-  /** Aborted when the request is cancelled or times out. */
-  signal: AbortSignal;
-  now: () => number;
+/** Host-side refresh of (provider, bucket) in §6.4's check order; RefreshCoordinator is one. Throws ProxyError. */
+export interface Refresher {
+  refresh(provider: string, bucket: string, signal?: AbortSignal): Promise<StoredToken>;
 }
 
-export type Handler<P> = (ctx: HandlerContext, payload: P) => Promise<Record<string, unknown>>;
+/** The services of a daemon (or of an in-process caller) that handlers use. */
+export interface HandlerServices {
+  tokens: TokenService;
+  keys: KeyStore;
+  usage: BucketUsage;
+  refresher: Refresher | null;
+  /** The provider's public token fields (PROTOCOL.md §5), from its preset or config. */
+  publicFields(provider: string): readonly string[];
+}
+
+export interface HandlerContext extends HandlerServices {
+  grant: Grant;
+  peer: PeerCredentials | null;
+  /** Aborted when the request is cancelled or times out. */
+  signal: AbortSignal;
+}
+
+export type Empty = Record<string, never>;
+
+/** §6.1: session id, flow type, poll interval and the flow's public data. */
+export type InitiateData = { session_id: string; flow_type: FlowType; pollIntervalMs: number } & FlowPublicData;
+
+/** §6.2. */
+export type PollData = { status: 'pending'; pollIntervalMs: number; interval?: number } | { status: 'complete'; token: SanitizedToken };
+
+/** The data each op replies with. Token data is always a SanitizedToken, so a stored token does not compile. */
+export type OpResults = {
+  get_token: SanitizedToken;
+  save_token: Empty;
+  remove_token: Empty;
+  list_providers: { providers: string[] };
+  list_buckets: { buckets: string[] };
+  get_bucket_stats: { bucket: string; requestCount: number; percentage: number; lastUsed?: number };
+  get_api_key: { key: string };
+  list_api_keys: { keys: string[] };
+  has_api_key: { exists: boolean };
+  refresh_token: SanitizedToken;
+  oauth_initiate: InitiateData;
+  oauth_exchange: SanitizedToken;
+  oauth_poll: PollData;
+  oauth_cancel: Empty;
+};
+
+/** Ops served by handlers; `cancel` belongs to the connection. */
+export type HandlerOp = Exclude<OpName, 'cancel'>;
+
+export type Handler<O extends HandlerOp> = (ctx: HandlerContext, payload: Payload<O>) => Promise<OpResults[O]>;
+
+export type HandlerTable = { [O in HandlerOp]: Handler<O> };

@@ -1,11 +1,8 @@
 /** The op → handler table. `cancel` is not here: the connection owns it. */
-import type { OpName, Payload } from '../protocol/messages.js';
-import type { Handler } from './context.js';
+import type { HandlerTable } from './context.js';
 import { getApiKey, hasApiKey, listApiKeys } from './keys.js';
 import { type LoginService, oauthHandlers, refreshToken } from './oauth.js';
 import { getBucketStats, getToken, listBuckets, listProviders, removeToken, saveToken } from './tokens.js';
-
-export type HandlerTable = { [O in Exclude<OpName, 'cancel'>]: Handler<Payload<O>> };
 
 export function buildHandlers(login: LoginService | null): HandlerTable {
   return {
@@ -23,6 +20,6 @@ export function buildHandlers(login: LoginService | null): HandlerTable {
   };
 }
 
-export type { Handler, HandlerContext, Refresher } from './context.js';
+export type { Handler, HandlerContext, HandlerOp, HandlerServices, HandlerTable, OpResults, Refresher } from './context.js';
 export type { LoginService } from './oauth.js';
 export { BucketUsage } from './bucketUsage.js';

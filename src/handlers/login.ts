@@ -3,22 +3,22 @@
  * runs the flow, stores the FULL token, and the client sees only URLs, user codes and the
  * sanitized token.
  */
-import { randomBytes } from 'node:crypto';
 import { ProxyError } from '../protocol/errors.js';
 import type { Payload } from '../protocol/messages.js';
 import { bucketOrDefault } from '../protocol/names.js';
+import { defaultFlowDeps } from '../oauth/flowDeps.js';
 import { FlowError, type FlowDeps, type FlowType } from '../oauth/flowTypes.js';
 import { FLOW_ALIASES, type ProviderRegistry } from '../oauth/providerTypes.js';
 import { type LoginSession, SessionStore, type SessionStoreOptions } from '../oauth/sessions.js';
-import { sanitizeToken } from '../oauth/token.js';
+import { type SanitizedToken, sanitizeToken } from '../oauth/token.js';
 import type { StoredToken } from '../store/types.js';
-import type { HandlerContext } from './context.js';
+import type { HandlerContext, PollData } from './context.js';
 import type { LoginService } from './oauth.js';
 
 export interface LoginServiceOptions extends SessionStoreOptions {
   registry: ProviderRegistry;
-  /** Network and time for the flows; defaults to the real ones with a 15 s HTTP limit. */
-  flowDeps?: Partial<FlowDeps>;
+  /** Network for the flows; defaults to the real one with a 15 s HTTP limit. The clock is `now`. */
+  flowDeps?: Partial<Omit<FlowDeps, 'now'>>;
 }
 
 /** Sessions are bound to the peer uid and the grant of the connection that created them. */
@@ -33,13 +33,7 @@ const WRONG_FLOW: Record<'oauth_poll' | 'oauth_exchange', { allowed: FlowType[];
 
 export function createLoginService(options: LoginServiceOptions): LoginService & { sessions: SessionStore } {
   const sessions = new SessionStore(options);
-  const deps: FlowDeps = {
-    fetch: globalThis.fetch,
-    now: options.now ?? Date.now,
-    randomBytes: (n) => randomBytes(n),
-    httpTimeoutMs: 15_000,
-    ...options.flowDeps,
-  };
+  const deps = defaultFlowDeps({ ...options.flowDeps, now: options.now ?? Date.now });
 
   /** §6.2/§6.3 checks in order, ending with the flow type check for `op`. */
   function usableSession(ctx: HandlerContext, id: string, op: 'oauth_poll' | 'oauth_exchange'): LoginSession {
@@ -65,9 +59,9 @@ export function createLoginService(options: LoginServiceOptions): LoginService &
   }
 
   /** Stores the full token (refresh token included) and returns what the client may see. */
-  async function complete(ctx: HandlerContext, session: LoginSession, token: StoredToken): Promise<Record<string, unknown>> {
-    await ctx.tokens.withTokenLock(session.provider, session.bucket, () => ctx.tokens.saveToken(session.provider, session.bucket, token));
-    return { ...sanitizeToken(session.provider, token) };
+  async function complete(ctx: HandlerContext, session: LoginSession, token: StoredToken): Promise<SanitizedToken> {
+    await ctx.tokens.replace(session.provider, session.bucket, token);
+    return sanitizeToken(token, ctx.publicFields(session.provider));
   }
 
   return {
@@ -135,7 +129,7 @@ export function createLoginService(options: LoginServiceOptions): LoginService &
         session.polling = false;
       }
       if (result.status === 'pending') {
-        const reply: Record<string, unknown> = { status: 'pending', pollIntervalMs: result.pollIntervalMs };
+        const reply: PollData = { status: 'pending', pollIntervalMs: result.pollIntervalMs };
         if (result.intervalSeconds !== undefined) reply.interval = result.intervalSeconds;
         return reply;
       }

@@ -3,18 +3,20 @@
  * coordination) plugs in through `ctx.refresher` and `LoginService`; a daemon started without them
  * knows no OAuth provider and answers accordingly.
  */
+import { sanitizeToken } from '../oauth/token.js';
 import { ProxyError } from '../protocol/errors.js';
 import type { Payload } from '../protocol/messages.js';
 import { bucketOrDefault } from '../protocol/names.js';
-import { sanitizeToken } from '../oauth/token.js';
-import type { Handler, HandlerContext } from './context.js';
+import type { Handler, HandlerContext, OpResults } from './context.js';
+
+type LoginOp = 'oauth_initiate' | 'oauth_exchange' | 'oauth_poll' | 'oauth_cancel';
 
 /** Host-side login sessions (PROTOCOL.md §6.1–6.3). */
 export interface LoginService {
-  initiate(ctx: HandlerContext, payload: Payload<'oauth_initiate'>): Promise<Record<string, unknown>>;
-  exchange(ctx: HandlerContext, payload: Payload<'oauth_exchange'>): Promise<Record<string, unknown>>;
-  poll(ctx: HandlerContext, payload: Payload<'oauth_poll'>): Promise<Record<string, unknown>>;
-  cancel(ctx: HandlerContext, payload: Payload<'oauth_cancel'>): Promise<Record<string, unknown>>;
+  initiate(ctx: HandlerContext, payload: Payload<'oauth_initiate'>): Promise<OpResults['oauth_initiate']>;
+  exchange(ctx: HandlerContext, payload: Payload<'oauth_exchange'>): Promise<OpResults['oauth_exchange']>;
+  poll(ctx: HandlerContext, payload: Payload<'oauth_poll'>): Promise<OpResults['oauth_poll']>;
+  cancel(ctx: HandlerContext, payload: Payload<'oauth_cancel'>): Promise<OpResults['oauth_cancel']>;
   /** Aborts every session (daemon shutdown). */
   shutdown(): Promise<void>;
 }
@@ -23,33 +25,31 @@ function noProvider(provider: string): ProxyError {
   return new ProxyError('PROVIDER_NOT_FOUND', `Provider ${provider} has no OAuth configuration on this host`);
 }
 
-export const refreshToken: Handler<Payload<'refresh_token'>> = async (ctx, { provider, bucket }) => {
-  const b = bucketOrDefault(bucket);
-  const stored = await ctx.tokens.getToken(provider, b);
-  if (!stored) throw new ProxyError('NOT_FOUND', `No token for provider ${provider}, bucket ${b}`);
-  if (!stored.refresh_token) throw new ProxyError('REFRESH_NOT_AVAILABLE', `Token for ${provider}/${b} has no refresh token; log in again`);
+/** The refresher checks §6.4's order (PROVIDER_NOT_FOUND, NOT_FOUND, REFRESH_NOT_AVAILABLE) itself. */
+export const refreshToken: Handler<'refresh_token'> = async (ctx, { provider, bucket }) => {
   if (!ctx.refresher) throw noProvider(provider);
-  return { ...sanitizeToken(provider, await ctx.refresher(provider, b, ctx.signal)) };
+  const token = await ctx.refresher.refresh(provider, bucketOrDefault(bucket), ctx.signal);
+  return sanitizeToken(token, ctx.publicFields(provider));
 };
 
 /** Builds the oauth_* handlers over a login service (or none). */
-export function oauthHandlers(login: LoginService | null) {
+export function oauthHandlers(login: LoginService | null): { [O in LoginOp]: Handler<O> } {
   return {
-    oauth_initiate: (async (ctx, payload) => {
+    oauth_initiate: async (ctx, payload) => {
       if (!login) throw noProvider(payload.provider);
       return login.initiate(ctx, payload);
-    }) as Handler<Payload<'oauth_initiate'>>,
-    oauth_exchange: (async (ctx, payload) => {
+    },
+    oauth_exchange: async (ctx, payload) => {
       if (!login) throw new ProxyError('SESSION_NOT_FOUND', 'Session not found');
       return login.exchange(ctx, payload);
-    }) as Handler<Payload<'oauth_exchange'>>,
-    oauth_poll: (async (ctx, payload) => {
+    },
+    oauth_poll: async (ctx, payload) => {
       if (!login) throw new ProxyError('SESSION_NOT_FOUND', 'Session not found');
       return login.poll(ctx, payload);
-    }) as Handler<Payload<'oauth_poll'>>,
-    oauth_cancel: (async (ctx, payload) => {
+    },
+    oauth_cancel: async (ctx, payload) => {
       if (!login) return {};
       return login.cancel(ctx, payload);
-    }) as Handler<Payload<'oauth_cancel'>>,
+    },
   };
 }

@@ -1,70 +1,60 @@
 /** Token ops: get_token, save_token, remove_token, list_providers, list_buckets, get_bucket_stats. */
+import { allowsBucket, allowsProvider } from '../auth/grants.js';
+import { sanitizeToken } from '../oauth/token.js';
 import { ProxyError } from '../protocol/errors.js';
-import type { Payload } from '../protocol/messages.js';
 import { bucketOrDefault } from '../protocol/names.js';
-import { REFRESH_ATTEMPT_FIELD } from '../oauth/refreshCoordinator.js';
-import { mergeToken, sanitizeToken, secondsToExpiry } from '../oauth/token.js';
-import { allowsBucket, allowsProvider } from '../server/grants.js';
 import type { StoredToken } from '../store/types.js';
 import type { Handler, HandlerContext } from './context.js';
-
-/** Refresh this long before expiry (PROTOCOL.md §6, get_token). */
-const REFRESH_MARGIN_S = 60;
 
 function notFound(provider: string, bucket: string): ProxyError {
   return new ProxyError('NOT_FOUND', `No token for provider ${provider}, bucket ${bucket}`);
 }
 
+/** The stored token, refreshed first when it is within the refresh margin and the host can refresh it. */
 async function freshToken(ctx: HandlerContext, provider: string, bucket: string, stored: StoredToken): Promise<StoredToken> {
-  const remaining = secondsToExpiry(stored, ctx.now());
-  if (remaining > REFRESH_MARGIN_S || !stored.refresh_token || !ctx.refresher) return stored;
+  if (!ctx.refresher || !ctx.tokens.needsRefresh(stored)) return stored;
   try {
-    return await ctx.refresher(provider, bucket, ctx.signal);
+    return await ctx.refresher.refresh(provider, bucket, ctx.signal);
   } catch (err) {
-    if (remaining > 0) return stored; // still valid: serve it as stored
+    // Decided now, after the wait: a token that expired meanwhile is never served.
+    if (ctx.tokens.isValid(stored)) return stored;
     throw err;
   }
 }
 
-export const getToken: Handler<Payload<'get_token'>> = async (ctx, { provider, bucket }) => {
+export const getToken: Handler<'get_token'> = async (ctx, { provider, bucket }) => {
   const b = bucketOrDefault(bucket);
-  const stored = await ctx.tokens.getToken(provider, b);
+  const stored = await ctx.tokens.read(provider, b);
   if (!stored) throw notFound(provider, b);
   const token = await freshToken(ctx, provider, b, stored);
-  ctx.usage.record(provider, b, ctx.now());
-  return { ...sanitizeToken(provider, token) };
+  ctx.usage.record(provider, b, ctx.tokens.now());
+  return sanitizeToken(token, ctx.publicFields(provider));
 };
 
-export const saveToken: Handler<Payload<'save_token'>> = async (ctx, { provider, bucket, token }) => {
-  const b = bucketOrDefault(bucket);
-  // A sandbox never supplies refresh tokens (they only come from a host-side login or refresh), nor
-  // the host's refresh bookkeeping, which would let it skip the refresh cooldown.
-  const { refresh_token: _dropped, [REFRESH_ATTEMPT_FIELD]: _hostOnly, ...incoming } = token;
-  await ctx.tokens.withTokenLock(provider, b, async () => {
-    const stored = await ctx.tokens.getToken(provider, b);
-    await ctx.tokens.saveToken(provider, b, mergeToken(stored, incoming as Partial<StoredToken>));
-  });
+export const saveToken: Handler<'save_token'> = async (ctx, { provider, bucket, token }) => {
+  // Only allowlisted fields are kept: a sandbox never supplies refresh tokens (they come from a
+  // host-side login or refresh) nor the host's bookkeeping (which would let it skip the cooldown).
+  await ctx.tokens.saveFromClient(provider, bucketOrDefault(bucket), token, ctx.publicFields(provider));
   return {};
 };
 
-export const removeToken: Handler<Payload<'remove_token'>> = async (ctx, { provider, bucket }) => {
-  const b = bucketOrDefault(bucket);
-  await ctx.tokens.withTokenLock(provider, b, () => ctx.tokens.removeToken(provider, b));
+export const removeToken: Handler<'remove_token'> = async (ctx, { provider, bucket }) => {
+  await ctx.tokens.remove(provider, bucketOrDefault(bucket));
   return {};
 };
 
-export const listProviders: Handler<Payload<'list_providers'>> = async (ctx) => {
+export const listProviders: Handler<'list_providers'> = async (ctx) => {
   const providers = (await ctx.tokens.listProviders()).filter((p) => allowsProvider(ctx.grant, p));
   return { providers };
 };
 
-export const listBuckets: Handler<Payload<'list_buckets'>> = async (ctx, { provider }) => {
+export const listBuckets: Handler<'list_buckets'> = async (ctx, { provider }) => {
   const buckets = (await ctx.tokens.listBuckets(provider)).filter((b) => allowsBucket(ctx.grant, provider, b));
   return { buckets };
 };
 
-export const getBucketStats: Handler<Payload<'get_bucket_stats'>> = async (ctx, { provider, bucket }) => {
+export const getBucketStats: Handler<'get_bucket_stats'> = async (ctx, { provider, bucket }) => {
   const b = bucketOrDefault(bucket);
-  if (!(await ctx.tokens.getToken(provider, b))) throw notFound(provider, b);
+  if (!(await ctx.tokens.read(provider, b))) throw notFound(provider, b);
   return { bucket: b, ...ctx.usage.stats(provider, b) };
 };

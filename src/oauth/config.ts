@@ -64,7 +64,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { z } from 'zod';
 import { dataDir } from '../paths.js';
-import { PROVIDER_NAME } from '../protocol/names.js';
+import { isProviderName, ruleText } from '../protocol/names.js';
 import type { ProviderRegistry } from './providerTypes.js';
 import { mergeDefinition, providerDefinitionSchema, providerOverrideSchema, type ProviderDefinitionInput } from './providers/definition.js';
 import { createAdapter, createProviderRegistry, PRESETS } from './providers/registry.js';
@@ -106,7 +106,7 @@ export function providersFromConfig(config: unknown, source: string): StandardAd
   const definitions = new Map<string, ProviderDefinitionInput>([...PRESETS].map(([name, p]) => [name, p.definition]));
   for (const [name, entry] of Object.entries(entries as Record<string, unknown>)) {
     const prefix = `providers.${name}`;
-    if (!PROVIDER_NAME.test(name)) throw new ConfigError(`Invalid config file ${source}: ${prefix}: provider names must match ${PROVIDER_NAME.source}`);
+    if (!isProviderName(name)) throw new ConfigError(`Invalid config file ${source}: ${prefix}: provider names ${ruleText('provider')}`);
     if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) {
       throw new ConfigError(`Invalid config file ${source}: ${prefix}: must be an object`);
     }
@@ -158,4 +158,12 @@ export function loadProviderRegistry(options: LoadProviderRegistryOptions = {}):
     }
   }
   return createProviderRegistry(providersFromConfig(config, configPath));
+}
+
+let presets: ProviderRegistry | undefined;
+
+/** The built-in presets alone, as a config file without providers gives them. */
+export function presetRegistry(): ProviderRegistry {
+  presets ??= createProviderRegistry(providersFromConfig({}, 'built-in presets'));
+  return presets;
 }

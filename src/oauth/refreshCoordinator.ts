@@ -7,11 +7,12 @@
  * The upstream call never follows the caller's signal: a refresh aborted after the provider rotated
  * the refresh token but before the save would burn the grant. A cancelled caller only stops waiting.
  */
-import { randomBytes } from 'node:crypto';
 import { ProxyError } from '../protocol/errors.js';
-import type { StoredToken, TokenStore } from '../store/types.js';
+import type { StoredToken } from '../store/types.js';
+import { defaultFlowDeps } from './flowDeps.js';
 import type { FlowDeps } from './flowTypes.js';
-import { mergeToken, secondsToExpiry } from './token.js';
+import type { TokenService } from './TokenService.js';
+import { mergeToken } from './token.js';
 import { UpstreamError } from './upstream.js';
 import { raceAbort } from '../abort.js';
 
@@ -25,10 +26,10 @@ export interface RefreshRegistry {
   get(name: string): object | undefined;
 }
 
-export interface RefreshCoordinatorOptions {
-  tokens: TokenStore;
-  registry: RefreshRegistry;
-  deps?: Partial<FlowDeps>;
+/** How refreshes behave; the clock is the TokenService's. */
+export interface RefreshTuning {
+  /** Network for the upstream calls (fetch, HTTP timeout); `now` always comes from the TokenService. */
+  deps?: Partial<Omit<FlowDeps, 'now'>>;
   /** At most one upstream refresh per provider:bucket per this long, across processes. */
   cooldownMs?: number;
   /** Waits before the retries of a transient failure; its length is the number of retries. */
@@ -36,14 +37,10 @@ export interface RefreshCoordinatorOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
-/**
- * Host-only field of the stored token: epoch ms of the last upstream refresh attempt (the shared
- * cooldown clock). The sanitizer's allowlist keeps it off the socket, as every undeclared field.
- */
-export const REFRESH_ATTEMPT_FIELD = 'refresh_attempted_at';
-
-/** A token this close to expiry (seconds) is not worth returning in place of a refresh (§6 get_token). */
-export const REFRESH_MARGIN_S = 60;
+export interface RefreshCoordinatorOptions extends RefreshTuning {
+  tokens: TokenService;
+  registry: RefreshRegistry;
+}
 
 const OAUTH_TRANSIENT = new Set(['temporarily_unavailable', 'server_error', 'slow_down']);
 
@@ -73,7 +70,7 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): 
 }
 
 export class RefreshCoordinator {
-  private readonly tokens: TokenStore;
+  private readonly tokens: TokenService;
   private readonly registry: RefreshRegistry;
   private readonly deps: FlowDeps;
   private readonly cooldownMs: number;
@@ -84,27 +81,17 @@ export class RefreshCoordinator {
   constructor(options: RefreshCoordinatorOptions) {
     this.tokens = options.tokens;
     this.registry = options.registry;
-    this.deps = {
-      fetch: globalThis.fetch,
-      now: Date.now,
-      randomBytes: (n) => randomBytes(n),
-      httpTimeoutMs: 15_000,
-      ...options.deps,
-    };
+    this.deps = defaultFlowDeps({ ...options.deps, now: options.tokens.now });
     this.cooldownMs = options.cooldownMs ?? 30_000;
     this.retryDelaysMs = options.retryDelaysMs ?? [1_000, 3_000];
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
   }
 
-  /** The daemon's `refresher`: refreshes (provider, bucket) and returns the full stored token. */
-  readonly refresher = (provider: string, bucket: string, signal?: AbortSignal): Promise<StoredToken> => this.refresh(provider, bucket, signal);
-
-  /** True when `provider` is known and its adapter can refresh. */
-  canRefresh(provider: string): boolean {
-    return this.adapterOf(provider) !== undefined;
-  }
-
-  /** Refreshes (provider, bucket); concurrent callers in this process share one refresh. Throws ProxyError. */
+  /**
+   * Refreshes (provider, bucket) and returns the full stored token; concurrent callers in this process
+   * share one refresh. Checks in §6.4's order: PROVIDER_NOT_FOUND, NOT_FOUND, REFRESH_NOT_AVAILABLE.
+   * Throws ProxyError.
+   */
   refresh(provider: string, bucket: string, signal?: AbortSignal): Promise<StoredToken> {
     const adapter = this.adapterOf(provider);
     if (!adapter) return Promise.reject(new ProxyError('PROVIDER_NOT_FOUND', `Provider ${provider} has no OAuth configuration on this host`));
@@ -128,45 +115,46 @@ export class RefreshCoordinator {
   }
 
   private async run(adapter: RefreshableAdapter, provider: string, bucket: string): Promise<StoredToken> {
-    const seen = usable(provider, bucket, await this.tokens.getToken(provider, bucket));
-    return this.tokens.withTokenLock(provider, bucket, async () => {
-      const current = usable(provider, bucket, await this.tokens.getToken(provider, bucket));
-      const now = this.deps.now();
+    const seen = usable(provider, bucket, await this.tokens.read(provider, bucket));
+    return this.tokens.locked(provider, bucket, async (locked) => {
+      const current = usable(provider, bucket, await locked.read());
       // Another process refreshed (or logged in) while this one waited for the lock.
-      if (changedSince(seen, current) && secondsToExpiry(current, now) > REFRESH_MARGIN_S) return current;
+      if (changedSince(seen, current) && !this.tokens.needsRefresh(current)) return current;
 
-      const waitMs = this.cooldownLeft(current, now);
+      const waitMs = this.cooldownLeft(current);
       if (waitMs > 0) {
-        if (secondsToExpiry(current, now) > 0) return current;
+        if (this.tokens.isValid(current)) return current;
         throw new ProxyError('RATE_LIMITED', `Token for ${provider}/${bucket} was refreshed moments ago; retry later`, Math.ceil(waitMs / 1000));
       }
       // Stamped before the call, so even an attempt that crashes mid-way starts the cooldown.
-      const stamped: StoredToken = { ...current, [REFRESH_ATTEMPT_FIELD]: now };
-      await this.tokens.saveToken(provider, bucket, stamped);
-      return this.callUpstream(adapter, provider, bucket, stamped);
+      const stamped = this.tokens.withRefreshAttempt(current, this.tokens.now());
+      await locked.save(stamped);
+      return this.callUpstream(adapter, provider, bucket, stamped, locked.save);
     });
   }
 
-  /**
-   * Milliseconds of cooldown left for `token` (0 when none). Processes sharing a store share the host
-   * clock, so a stamp in the future was not written by a refresh (a save_token can set any field): it
-   * is ignored rather than allowed to hold refreshes off indefinitely.
-   */
-  private cooldownLeft(token: StoredToken, now: number): number {
-    const stamp = token[REFRESH_ATTEMPT_FIELD];
-    if (typeof stamp !== 'number' || !Number.isFinite(stamp) || stamp > now + 1_000) return 0;
-    return Math.max(0, stamp + this.cooldownMs - now);
+  /** Milliseconds of cooldown left for `token` (0 when none). */
+  private cooldownLeft(token: StoredToken): number {
+    const stamp = this.tokens.lastRefreshAttempt(token);
+    if (stamp === undefined) return 0;
+    return Math.max(0, stamp + this.cooldownMs - this.tokens.now());
   }
 
   /** The upstream refresh with retries, then merge and save; runs under the refresh lock. */
-  private async callUpstream(adapter: RefreshableAdapter, provider: string, bucket: string, stored: StoredToken): Promise<StoredToken> {
+  private async callUpstream(
+    adapter: RefreshableAdapter,
+    provider: string,
+    bucket: string,
+    stored: StoredToken,
+    save: (token: StoredToken) => Promise<void>,
+  ): Promise<StoredToken> {
     for (let attempt = 0; ; attempt++) {
       let failure: UpstreamError;
       try {
         const fresh = await adapter.refresh(stored, this.deps);
-        const merged = mergeToken(stored, fresh);
-        merged[REFRESH_ATTEMPT_FIELD] = stored[REFRESH_ATTEMPT_FIELD];
-        await this.tokens.saveToken(provider, bucket, merged);
+        // The provider's answer cannot clear the host's cooldown stamp.
+        const merged = this.tokens.withRefreshAttempt(mergeToken(stored, fresh), stored);
+        await save(merged);
         return merged;
       } catch (err) {
         if (!(err instanceof UpstreamError)) throw err; // store failures and bugs are not retried
@@ -184,8 +172,8 @@ export class RefreshCoordinator {
 
   /** invalid_grant/401: a token written meanwhile (a login, another refresher) may still be good. */
   private async afterRejection(provider: string, bucket: string, used: StoredToken, failure: UpstreamError): Promise<StoredToken> {
-    const current = await this.tokens.getToken(provider, bucket);
-    if (current && changedSince(used, current) && secondsToExpiry(current, this.deps.now()) > 0) return current;
+    const current = await this.tokens.read(provider, bucket);
+    if (current && changedSince(used, current) && this.tokens.isValid(current)) return current;
     const reason = failure.details.oauthError === 'invalid_grant' ? 'the provider rejected the refresh token' : 'the provider refused the refresh';
     throw new ProxyError('REAUTH_REQUIRED', `Refresh of ${provider}/${bucket} failed: ${reason}; log in again`);
   }

@@ -1,11 +1,14 @@
 /**
- * The token model: the one sanitizer and the one merge of PROTOCOL.md §5. Pure.
+ * The token model of PROTOCOL.md §5, pure: the one sanitizer (host → client), the one incoming
+ * allowlist (client → host) and the one merge. Both directions keep the same fields: the standard
+ * ones plus the provider's declared public fields, never a secret or host-only field.
  */
 import type { StoredToken } from '../store/types.js';
-import { publicFieldsOf } from './publicFields.js';
 
-/** The only token shape that ever crosses the socket. */
-export interface SanitizedToken {
+declare const sanitized: unique symbol;
+
+/** The wire shape of a token a client sees. */
+export interface TokenView {
   access_token: string;
   expiry: number;
   token_type: string;
@@ -13,23 +16,68 @@ export interface SanitizedToken {
   [publicField: string]: unknown;
 }
 
-/** Fields that never cross the socket, whatever a provider declares public. */
+/**
+ * A token that came out of `sanitizeToken`: the only token type a handler may reply with. The brand
+ * exists only for the compiler, so a StoredToken (which lacks it) cannot be returned by mistake.
+ */
+export type SanitizedToken = TokenView & { readonly [sanitized]: true };
+
+/** Fields that never cross the socket, in either direction, whatever a provider declares public. */
 export const SECRET_TOKEN_FIELDS: ReadonlySet<string> = new Set(['refresh_token', 'id_token', 'code_verifier', 'code', 'state', 'device_code', 'client_secret']);
 
-/** Builds the sanitized token by allowlist: standard fields plus the provider's declared public fields. */
-export function sanitizeToken(provider: string, token: StoredToken): SanitizedToken {
-  const out: SanitizedToken = {
+/** Host bookkeeping: epoch ms of the last upstream refresh attempt (the TokenService reads and writes it). */
+export const REFRESH_ATTEMPT_FIELD = 'refresh_attempted_at';
+
+/**
+ * Host bookkeeping kept in the stored token. A client must never set it — a forged refresh stamp
+ * would skip the cooldown — nor read it.
+ */
+export const HOST_ONLY_TOKEN_FIELDS: ReadonlySet<string> = new Set([REFRESH_ATTEMPT_FIELD]);
+
+/** Whether a provider may declare `field` public (config validation uses the same rule). */
+export function mayBePublic(field: string): boolean {
+  return !SECRET_TOKEN_FIELDS.has(field) && !HOST_ONLY_TOKEN_FIELDS.has(field) && !UNSAFE_KEYS.has(field) && !STANDARD_FIELDS.has(field);
+}
+
+const STANDARD_FIELDS: ReadonlySet<string> = new Set(['access_token', 'expiry', 'token_type', 'scope']);
+const UNSAFE_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** A public field value: a primitive, never an object (which could smuggle nested secrets). */
+function isPublicValue(value: unknown): value is string | number | boolean {
+  return typeof value === 'string' || typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value));
+}
+
+/** Builds the sanitized token by allowlist: standard fields plus `publicFields` of the provider. */
+export function sanitizeToken(token: StoredToken, publicFields: readonly string[]): SanitizedToken {
+  const out: TokenView = {
     access_token: token.access_token,
     expiry: token.expiry,
     token_type: normalizeTokenType(token.token_type),
   };
   if (typeof token.scope === 'string') out.scope = token.scope;
-  for (const field of publicFieldsOf(provider)) {
-    if (SECRET_TOKEN_FIELDS.has(field)) continue;
+  for (const field of publicFields) {
+    if (!mayBePublic(field) || !Object.hasOwn(token, field)) continue;
     const value = token[field];
-    if (value !== undefined && value !== null && (typeof value !== 'object' || value === null)) {
-      out[field] = value;
-    }
+    if (isPublicValue(value)) out[field] = value;
+  }
+  return out as SanitizedToken;
+}
+
+/**
+ * The incoming direction (save_token): the same allowlist. `null` means absent; refresh tokens,
+ * id tokens, host bookkeeping and undeclared fields are dropped, never stored. The schema has
+ * already checked access_token, expiry and token_type.
+ */
+export function acceptIncoming(token: Readonly<Record<string, unknown>>, publicFields: readonly string[]): Partial<StoredToken> {
+  const out: Partial<StoredToken> = {};
+  if (typeof token.access_token === 'string') out.access_token = token.access_token;
+  if (typeof token.expiry === 'number' && Number.isFinite(token.expiry)) out.expiry = token.expiry;
+  if (typeof token.token_type === 'string') out.token_type = normalizeTokenType(token.token_type);
+  if (typeof token.scope === 'string') out.scope = token.scope;
+  for (const field of publicFields) {
+    if (!mayBePublic(field) || !Object.hasOwn(token, field)) continue;
+    const value = token[field];
+    if (isPublicValue(value)) out[field] = value;
   }
   return out;
 }
@@ -40,14 +88,13 @@ export function normalizeTokenType(tokenType: unknown): string {
   return tokenType;
 }
 
-const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
-
 /**
  * Merges `incoming` into `stored`: every field of `incoming` that is not undefined/null replaces the
  * stored one, except that `refresh_token` is replaced only by a non-empty string.
  */
 export function mergeToken(stored: StoredToken | null, incoming: Partial<StoredToken>): StoredToken {
-  const merged: Record<string, unknown> = { ...(stored ?? {}) };
+  const merged: Record<string, unknown> = {};
+  for (const [field, value] of Object.entries(stored ?? {})) if (!UNSAFE_KEYS.has(field)) merged[field] = value;
   for (const [field, value] of Object.entries(incoming)) {
     if (value === undefined || value === null || UNSAFE_KEYS.has(field)) continue;
     if (field === 'refresh_token' && (typeof value !== 'string' || value.length === 0)) continue;

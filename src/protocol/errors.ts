@@ -19,6 +19,7 @@ export const ERROR_CODES = [
   'REFRESH_NOT_AVAILABLE',
   'REAUTH_REQUIRED',
   'REFRESH_FAILED',
+  'RESPONSE_TOO_LARGE',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -3,3 +3,4 @@ export * from './framing.js';
 export * from './messages.js';
 export * from './names.js';
 export * from './version.js';
+export * from './envelope.js';

@@ -3,11 +3,11 @@
  * Unknown payload fields are stripped; a schema violation names the offending field.
  */
 import { z } from 'zod';
-import { BUCKET_NAME, KEY_NAME, PROVIDER_NAME } from './names.js';
+import { nameSchema } from './names.js';
 
-const provider = z.string().regex(PROVIDER_NAME, `must match ${PROVIDER_NAME.source}`);
-const bucket = z.string().regex(BUCKET_NAME, `must match ${BUCKET_NAME.source}`);
-const keyName = z.string().regex(KEY_NAME, `must match ${KEY_NAME.source}`);
+const provider = nameSchema('provider');
+const bucket = nameSchema('bucket');
+const keyName = nameSchema('key');
 /** §6.2 fixes the message for a missing session id. */
 const MISSING_SESSION_ID = 'Missing session_id';
 const sessionId = z
@@ -15,16 +15,18 @@ const sessionId = z
   .min(1, MISSING_SESSION_ID)
   .max(128, 'is too long');
 
-/** A token as a client may send it with save_token. Extra provider fields pass through. */
+/**
+ * A token as a client may send it with save_token (PROTOCOL.md §5). Optional fields may be null
+ * (= absent). Other fields pass the schema; the host's incoming allowlist decides what is kept.
+ */
 export const incomingTokenSchema = z.looseObject({
   access_token: z.string().min(1, 'must be a non-empty string'),
   expiry: z.number().finite(),
   token_type: z
     .string()
     .regex(/^bearer$/i, 'must be "Bearer"')
-    .optional(),
-  scope: z.string().optional(),
-  refresh_token: z.string().optional().nullable(),
+    .nullish(),
+  scope: z.string().nullish(),
 });
 
 const providerBucket = z.object({ provider, bucket: bucket.optional() });

@@ -1,20 +1,50 @@
-/** The one place the name rules of PROTOCOL.md §4 live. */
+/**
+ * The one place the name rules of PROTOCOL.md §4 live, with their messages: the zod schemas, the
+ * policy parser, the provider config, the stores and the CLI all check names through here.
+ */
+import { z } from 'zod';
 
-export const PROVIDER_NAME = /^[A-Za-z0-9._@-]{1,64}$/;
-export const BUCKET_NAME = PROVIDER_NAME;
-export const KEY_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+export type NameKind = 'provider' | 'bucket' | 'key' | 'grant';
+
+const RULES: Readonly<Record<NameKind, RegExp>> = {
+  provider: /^[A-Za-z0-9._@-]{1,64}$/,
+  // Buckets share the provider alphabet (llxprt-code uses account names such as "me@work").
+  bucket: /^[A-Za-z0-9._@-]{1,64}$/,
+  key: /^[A-Za-z0-9._-]{1,64}$/,
+  // Grant ids show up in audit lines and session owners; the key alphabet keeps them plain.
+  grant: /^[A-Za-z0-9._-]{1,64}$/,
+};
+
 export const DEFAULT_BUCKET = 'default';
 
-export function isProviderName(name: unknown): name is string {
-  return typeof name === 'string' && PROVIDER_NAME.test(name);
+/** The rule of one kind of name. */
+export function nameRule(kind: NameKind): RegExp {
+  return RULES[kind];
 }
 
-export function isBucketName(name: unknown): name is string {
-  return typeof name === 'string' && BUCKET_NAME.test(name);
+/** True when `value` is a valid name of `kind`. */
+export function isName(kind: NameKind, value: unknown): value is string {
+  return typeof value === 'string' && RULES[kind].test(value);
 }
 
-export function isKeyName(name: unknown): name is string {
-  return typeof name === 'string' && KEY_NAME.test(name);
+export const isProviderName = (value: unknown): value is string => isName('provider', value);
+export const isBucketName = (value: unknown): value is string => isName('bucket', value);
+export const isKeyName = (value: unknown): value is string => isName('key', value);
+
+/** "must match ^…$": the detail every name error ends with. */
+export function ruleText(kind: NameKind): string {
+  return `must match ${RULES[kind].source}`;
+}
+
+/** The full message for a bad name; shows at most 80 chars of it and never a non-string value. */
+export function invalidNameMessage(kind: NameKind, value: unknown): string {
+  const shown = typeof value === 'string' ? JSON.stringify(value.slice(0, 80)) : typeof value;
+  return `Invalid ${kind} name ${shown}: ${ruleText(kind)}`;
+}
+
+/** The zod schema of a name of `kind`. */
+export function nameSchema(kind: NameKind): z.ZodString {
+  return z.string().regex(RULES[kind], ruleText(kind));
 }
 
 /** An omitted bucket means "default" everywhere. */
@@ -22,13 +52,8 @@ export function bucketOrDefault(bucket: string | undefined | null): string {
   return bucket ?? DEFAULT_BUCKET;
 }
 
-/** Throws a specific error when a name breaks its rule; used by CLI and stores alike. */
-export function assertName(kind: 'provider' | 'bucket' | 'key', name: unknown): string {
-  const ok = kind === 'key' ? isKeyName(name) : isProviderName(name);
-  if (!ok) {
-    const rule = kind === 'key' ? KEY_NAME.source : PROVIDER_NAME.source;
-    const shown = typeof name === 'string' ? JSON.stringify(name.slice(0, 80)) : typeof name;
-    throw new TypeError(`Invalid ${kind} name ${shown}: must match ${rule}`);
-  }
-  return name as string;
+/** Returns a valid name or throws a TypeError saying which rule it broke. */
+export function assertName(kind: NameKind, value: unknown): string {
+  if (!isName(kind, value)) throw new TypeError(invalidNameMessage(kind, value));
+  return value;
 }

@@ -5,38 +5,54 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { buildHandlers, BucketUsage, type LoginService, type Refresher } from '../handlers/index.js';
+import { GrantRegistry, MAIN_LISTENER, TCP_LISTENER } from '../auth/GrantRegistry.js';
+import { OPEN_POLICY, type Policy } from '../auth/policy.js';
+import { buildHandlers, BucketUsage, type HandlerServices } from '../handlers/index.js';
+import { createLoginService, type LoginServiceOptions } from '../handlers/login.js';
+import { presetRegistry } from '../oauth/config.js';
+import type { ProviderRegistry } from '../oauth/providerTypes.js';
+import { RefreshCoordinator, type RefreshTuning } from '../oauth/refreshCoordinator.js';
+import type { SessionStore } from '../oauth/sessions.js';
+import { TokenService } from '../oauth/TokenService.js';
+import { CachedTokenStore } from '../store/CachedTokenStore.js';
 import { openAuditLog, type AuditLog } from './audit.js';
 import { Connection, type ConnectionDeps } from './connection.js';
-import type { Grant } from './grants.js';
+import { Dispatcher } from './dispatch.js';
 import { DEFAULT_LIMITS, type DaemonOptions } from './options.js';
 import { peerCredentialsSupported, readPeerCredentials, type PeerCredentials } from './peerCredentials.js';
-import { grantForCapability, OPEN_POLICY, type Policy } from './policy.js';
 import { assertSocketPathLength, defaultSocketPath, ensurePrivateDir, probeSocket, removeStaleSockets } from './socketPath.js';
-import { CachedTokenStore } from './tokenCache.js';
 import { parseLoopbackAddress } from './tcpAddress.js';
+import { streamTransport } from './transport.js';
 
 export interface StartOptions extends DaemonOptions {
   /** Stop cleanly on SIGINT, SIGTERM and SIGHUP. */
   handleSignals?: boolean;
   /** Operational messages (never secrets). */
   log?: (line: string) => void;
-  /** Host-side refresh, plugged in by the refresh subsystem. */
-  refresher?: Refresher;
-  /** Host-side login sessions, plugged in by the OAuth subsystem. */
-  login?: LoginService;
+  /**
+   * OAuth providers: host-side refresh and login sessions run for these, and their public token
+   * fields are served. Without it the daemon refreshes and logs in nothing, and serves the
+   * built-in presets' public fields.
+   */
+  providers?: ProviderRegistry;
+  /** Refresh behaviour (cooldown, retries, network); used with `providers`. */
+  refresh?: RefreshTuning;
+  /** Login session behaviour (TTL, sweep, per-owner cap, network); used with `providers`. */
+  login?: Omit<LoginServiceOptions, 'registry' | 'now'>;
 }
 
 export interface Daemon {
   socketPath: string;
   tcpAddress?: { host: string; port: number };
+  /** The daemon's grants at run time; the policy seeded it. */
+  grants: GrantRegistry;
+  /** Open login sessions (null without providers). */
+  sessions: SessionStore | null;
   /** Stops accepting, lets in-flight requests finish (bounded), closes everything, removes the socket. */
   stop(): Promise<void>;
   /** Resolves once the daemon has stopped, however that happened. */
   closed: Promise<void>;
 }
-
-const CAPABILITY_FORMAT = /^[0-9a-f]{64}$/;
 
 /** Starts a daemon; throws a clear Error when the socket cannot be set up safely. */
 export async function startDaemon(options: StartOptions): Promise<Daemon> {
@@ -56,26 +72,36 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
   const tcp = options.tcp ? parseLoopbackAddress(options.tcp) : null;
   const audit: AuditLog = openAuditLog(options.audit, now, (err) => log(`audit log ${options.audit} failed (${err.code ?? 'error'}); audit records are no longer written`));
 
-  const tokens = new CachedTokenStore(options.tokens);
-  const usage = new BucketUsage();
-  const handlers = buildHandlers(options.login ?? null);
+  // One clock for freshness, refresh cooldowns and login sessions.
+  const tokens = new TokenService(new CachedTokenStore(options.tokens), { now });
+  const providers = options.providers ?? null;
+  const refresher = providers ? new RefreshCoordinator({ ...options.refresh, tokens, registry: providers }) : null;
+  const login = providers ? createLoginService({ ...options.login, registry: providers, now }) : null;
+  const fieldSource = providers ?? presetRegistry();
+  const services: HandlerServices = {
+    tokens,
+    keys: options.keys,
+    usage: new BucketUsage(),
+    refresher,
+    publicFields: (provider) => fieldSource.get(provider)?.publicFields ?? [],
+  };
+  const dispatcher = new Dispatcher({ handlers: buildHandlers(login), services, audit, now });
+  const grants = GrantRegistry.fromPolicy(policy, now);
   const connections = new Set<Connection>();
+  // A revoked grant takes its connections with it.
+  grants.onRevoke((grant) => {
+    for (const conn of connections) if (conn.grant?.id === grant.id) conn.destroy();
+  });
   let nextConnId = 1;
 
-  const depsFor = (transport: 'unix' | 'tcp'): ConnectionDeps => ({
-    handlers,
+  const depsFor = (listener: string): ConnectionDeps => ({
+    dispatcher,
     limits,
-    audit,
     now,
-    authorize(capabilityToken): Grant | null {
-      if (capabilityToken === undefined) return transport === 'unix' ? policy.defaultGrant : null;
-      if (!CAPABILITY_FORMAT.test(capabilityToken)) return null;
-      return grantForCapability(policy, capabilityToken);
-    },
-    context: (grant, peer) => ({ tokens, keys: options.keys, grant, peer, usage, refresher: options.refresher ?? null, now }),
+    authorize: (capabilityToken) => grants.authorize(listener, capabilityToken),
   });
-  const unixDeps = depsFor('unix');
-  const tcpDeps = depsFor('tcp');
+  const unixDeps = depsFor(MAIN_LISTENER);
+  const tcpDeps = depsFor(TCP_LISTENER);
 
   const accept = (socket: net.Socket, transport: 'unix' | 'tcp'): void => {
     const connId = nextConnId++;
@@ -94,7 +120,7 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
         return;
       }
     }
-    const conn = new Connection(connId, socket, peer, transport === 'unix' ? unixDeps : tcpDeps);
+    const conn = new Connection(connId, streamTransport(socket), peer, transport === 'unix' ? unixDeps : tcpDeps);
     connections.add(conn);
     socket.once('close', () => connections.delete(conn));
   };
@@ -140,7 +166,9 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
       await Promise.race([idle, new Promise<void>((r) => (grace = setTimeout(r, limits.shutdownGraceMs)))]);
       clearTimeout(grace);
       for (const conn of connections) conn.destroy();
-      await options.login?.shutdown();
+      await login?.shutdown();
+      // A refresh still running after the last reply must save its rotated refresh token before the store closes.
+      await refresher?.idle();
       try {
         fs.unlinkSync(socketPath);
       } catch {
@@ -155,7 +183,7 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
 
   if (options.handleSignals) for (const s of signals) process.on(s, onSignal);
   log(`listening on ${socketPath}${tcpAddress ? ` and ${tcpAddress.host}:${tcpAddress.port}` : ''}`);
-  return { socketPath, tcpAddress, stop, closed };
+  return { socketPath, tcpAddress, grants, sessions: login?.sessions ?? null, stop, closed };
 }
 
 /** Resolves the socket path, prepares its directory and clears stale sockets; never removes a live one. */

@@ -1,6 +1,6 @@
 /** Options of the daemon, as the CLI and tests pass them. */
 import type { KeyStore, TokenStore } from '../store/types.js';
-import type { Policy } from './policy.js';
+import type { Policy } from '../auth/policy.js';
 
 export interface DaemonOptions {
   tokens: TokenStore;

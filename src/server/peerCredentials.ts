@@ -5,12 +5,9 @@
  */
 import type net from 'node:net';
 import koffi from 'koffi';
+import type { PeerCredentials } from '../auth/peer.js';
 
-export interface PeerCredentials {
-  pid?: number;
-  uid: number;
-  gid: number;
-}
+export type { PeerCredentials };
 
 type Reader = (fd: number) => PeerCredentials | null;
 

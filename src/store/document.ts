@@ -3,7 +3,7 @@
  * token checks every backend applies. Tokens are held as JSON text: a read is one JSON.parse, which
  * both is cheap and hands the caller a fresh copy that cannot alias the cache.
  */
-import { isKeyName, isProviderName, KEY_NAME, PROVIDER_NAME } from '../protocol/names.js';
+import { invalidNameMessage, isName, type NameKind } from '../protocol/names.js';
 import { StoreError, type StoredToken } from './types.js';
 
 export interface CredentialDocument {
@@ -86,17 +86,16 @@ export function sortedBuckets(doc: CredentialDocument, provider: string): string
 // ---- checks every backend applies ----
 
 export function checkTokenNames(provider: string, bucket: string): void {
-  if (!isProviderName(provider)) throw invalidName('provider', provider, PROVIDER_NAME);
-  if (!isProviderName(bucket)) throw invalidName('bucket', bucket, PROVIDER_NAME);
+  if (!isName('provider', provider)) throw invalidName('provider', provider);
+  if (!isName('bucket', bucket)) throw invalidName('bucket', bucket);
 }
 
 export function checkKeyName(name: string): void {
-  if (!isKeyName(name)) throw invalidName('key', name, KEY_NAME);
+  if (!isName('key', name)) throw invalidName('key', name);
 }
 
-function invalidName(kind: string, name: unknown, rule: RegExp): StoreError {
-  const shown = typeof name === 'string' ? JSON.stringify(name.slice(0, 80)) : typeof name;
-  return new StoreError('invalid_name', `Invalid ${kind} name ${shown}: must match ${rule.source}`);
+function invalidName(kind: NameKind, name: unknown): StoreError {
+  return new StoreError('invalid_name', invalidNameMessage(kind, name));
 }
 
 /** JSON of a token to store; throws TypeError (naming no values) when it is not a StoredToken. */

@@ -22,7 +22,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { AsyncEntry, findCredentialsAsync, type EntryOptions } from '@napi-rs/keyring';
-import { isKeyName, isProviderName } from '../protocol/names.js';
+import { isBucketName, isKeyName, isProviderName } from '../protocol/names.js';
 import { ensurePrivateDir, statSignature, writeFileAtomic } from './atomicWrite.js';
 import { checkKeyName, checkKeyValue, checkTokenNames, tokenToJson } from './document.js';
 import { tokenLockPath, withFileLock } from './locks.js';
@@ -205,7 +205,7 @@ export class KeyringStore implements TokenStore, KeyStore {
     }
     for (const { account, password } of found) {
       const [kind, a, b, extra] = account.split(':');
-      if (kind === 'token' && isProviderName(a) && isProviderName(b) && extra === undefined) {
+      if (kind === 'token' && isProviderName(a) && isBucketName(b) && extra === undefined) {
         listing.tokens.set(a, [...(listing.tokens.get(a) ?? []), b]);
       } else if (kind === 'key' && isKeyName(a) && b === undefined) {
         listing.keys.push(a);

@@ -18,7 +18,7 @@ import { ProxyClientError } from '../../src/client/ProxyClient.js';
 import { successLine } from '../../src/cli/util/loginMessages.js';
 import type { SanitizedToken } from '../../src/oauth/token.js';
 
-const TOKEN: SanitizedToken = { access_token: 'at', expiry: 2_000_000_000, token_type: 'Bearer' };
+const TOKEN = { access_token: 'at', expiry: 2_000_000_000, token_type: 'Bearer' } as SanitizedToken;
 const DEVICE_START: LoginStart = {
   session_id: 'a'.repeat(32),
   flow_type: 'device_code',

@@ -6,7 +6,6 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLoginService } from '../../src/handlers/login.js';
 import { loadProviderRegistry } from '../../src/oauth/config.js';
 import { startDaemon, type Daemon } from '../../src/server/daemon.js';
 import { MemoryStore } from '../../src/store/memory.js';
@@ -18,7 +17,6 @@ import { runSpecClient, SPEC_CLIENT } from '../helpers/specClient.js';
 let idp: AuthServer;
 let daemon: Daemon;
 let store: MemoryStore;
-let login: ReturnType<typeof createLoginService>;
 let auditFile: string;
 /** The daemon's clock: real time plus a skew tests can advance. */
 let skewMs = 0;
@@ -49,8 +47,7 @@ beforeAll(async () => {
   );
   store = new MemoryStore();
   auditFile = path.join(dir, 'audit.log');
-  login = createLoginService({ registry: loadProviderRegistry({ configPath }), now: clock });
-  daemon = await startDaemon({ tokens: store, keys: store, socketPath: path.join(dir, 'l.sock'), audit: auditFile, login, now: clock, allowUids: [65534] });
+  daemon = await startDaemon({ tokens: store, keys: store, socketPath: path.join(dir, 'l.sock'), audit: auditFile, providers: loadProviderRegistry({ configPath }), now: clock, allowUids: [65534] });
 });
 
 afterAll(async () => {
@@ -157,7 +154,7 @@ describe('device code expiry', () => {
     const configPath = path.join(dir, 'config.json');
     fs.writeFileSync(configPath, JSON.stringify({ providers: { short: { clientId: shortIdp.clientId, issuer: shortIdp.issuer, scopes: ['openid', 'offline_access'], flows: ['device_code'], endpoints: shortIdp.endpoints } } }));
     const s = new MemoryStore();
-    const d = await startDaemon({ tokens: s, keys: s, socketPath: path.join(dir, 'e.sock'), audit: 'off', login: createLoginService({ registry: loadProviderRegistry({ configPath }) }) });
+    const d = await startDaemon({ tokens: s, keys: s, socketPath: path.join(dir, 'e.sock'), audit: 'off', providers: loadProviderRegistry({ configPath }) });
     const c = await RawClient.ready(d.socketPath);
     const init = (await c.request('oauth_initiate', { provider: 'short' })).data as Record<string, string>;
     await new Promise((r) => setTimeout(r, 2_200));
@@ -305,13 +302,14 @@ describe('session rules', () => {
     const a = (await c.request('oauth_initiate', { provider: 'myidp', flow: 'paste' })).data as Record<string, string>;
     const b = (await c.request('oauth_initiate', { provider: 'myidp', flow: 'browser' })).data as Record<string, string>;
     const port = callbackPort(b.auth_url!);
-    const before = login.sessions.size;
+    const sessions = daemon.sessions!;
+    const before = sessions.size;
     skewMs += 10 * 60_000 + 1;
     try {
       expect(await c.request('oauth_exchange', { session_id: a.session_id, code: 'x' })).toMatchObject({ code: 'SESSION_EXPIRED' });
       expect(await c.request('oauth_exchange', { session_id: a.session_id, code: 'x' })).toMatchObject({ code: 'SESSION_NOT_FOUND' });
-      expect(await login.sessions.sweep()).toBeGreaterThanOrEqual(1);
-      expect(login.sessions.size).toBeLessThan(before - 1);
+      expect(await sessions.sweep()).toBeGreaterThanOrEqual(1);
+      expect(sessions.size).toBeLessThan(before - 1);
       expect(await portOpen(port)).toBe(false);
       expect(await c.request('oauth_poll', { session_id: b.session_id })).toMatchObject({ code: 'SESSION_NOT_FOUND' });
     } finally {

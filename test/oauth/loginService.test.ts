@@ -5,7 +5,8 @@ import type { HandlerContext } from '../../src/handlers/context.js';
 import { createLoginService } from '../../src/handlers/login.js';
 import type { FlowType, StartedFlow } from '../../src/oauth/flowTypes.js';
 import type { ProviderAdapter, ProviderRegistry } from '../../src/oauth/providerTypes.js';
-import { FULL_GRANT } from '../../src/server/grants.js';
+import { FULL_GRANT } from '../../src/auth/grants.js';
+import { TokenService } from '../../src/oauth/TokenService.js';
 import { MemoryStore } from '../../src/store/memory.js';
 
 /** A device-code provider whose start() takes `delayMs`; records every flow it started and cancelled. */
@@ -36,7 +37,7 @@ function slowProvider(delayMs: number) {
 
 function context(signal: AbortSignal): HandlerContext {
   const store = new MemoryStore();
-  return { tokens: store, keys: store, grant: FULL_GRANT, peer: { uid: 1000, gid: 1000 }, usage: new BucketUsage(), refresher: null, signal, now: Date.now };
+  return { tokens: new TokenService(store), keys: store, grant: FULL_GRANT, peer: { uid: 1000, gid: 1000 }, usage: new BucketUsage(), refresher: null, publicFields: () => [], signal };
 }
 
 describe('oauth_initiate session bookkeeping', () => {

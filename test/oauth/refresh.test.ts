@@ -3,14 +3,15 @@
  * (oidc-provider in-process, a custom provider) with refresh-token rotation and reuse detection: a
  * refresh token used twice would revoke the whole grant, so any race shows up as invalid_grant.
  */
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FlowDeps } from '../../src/oauth/flowTypes.js';
+import { defaultFlowDeps } from '../../src/oauth/flowDeps.js';
 import { loadProviderRegistry } from '../../src/oauth/config.js';
 import type { ProviderRegistry } from '../../src/oauth/providerTypes.js';
-import { REFRESH_ATTEMPT_FIELD, RefreshCoordinator } from '../../src/oauth/refreshCoordinator.js';
+import { RefreshCoordinator } from '../../src/oauth/refreshCoordinator.js';
+import { REFRESH_ATTEMPT_FIELD } from '../../src/oauth/token.js';
+import { TokenService } from '../../src/oauth/TokenService.js';
 import { startDaemon, type Daemon } from '../../src/server/daemon.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import type { StoredToken } from '../../src/store/types.js';
@@ -42,15 +43,12 @@ beforeAll(async () => {
   registry = loadProviderRegistry({ configPath });
   store = new MemoryStore();
   auditFile = path.join(dir, 'audit.log');
-  const coordinator = new RefreshCoordinator({
-    tokens: store,
-    registry,
-    deps: { now: clock },
-    sleep: async (ms) => {
+  const refresh = {
+    sleep: async (ms: number) => {
       sleeps.push(ms);
     },
-  });
-  daemon = await startDaemon({ tokens: store, keys: store, socketPath: path.join(dir, 'r.sock'), audit: auditFile, refresher: coordinator.refresher, now: clock });
+  };
+  daemon = await startDaemon({ tokens: store, keys: store, socketPath: path.join(dir, 'r.sock'), audit: auditFile, providers: registry, refresh, now: clock });
 });
 
 afterAll(async () => {
@@ -69,7 +67,7 @@ afterAll(async () => {
 
 /** A real login (device flow, approved through the server's pages) stored under (P, bucket). */
 async function login(bucket: string): Promise<StoredToken> {
-  const deps: FlowDeps = { fetch: globalThis.fetch, now: clock, randomBytes: (n) => randomBytes(n), httpTimeoutMs: 15_000 };
+  const deps = defaultFlowDeps({ now: clock });
   const flow = await registry.get(P)!.start('device_code', deps);
   await idp.approveDevice(flow.publicData.user_code!);
   for (;;) {
@@ -111,7 +109,7 @@ describe('refresh_token op', () => {
     c.close();
   });
 
-  it('maps NOT_FOUND, REFRESH_NOT_AVAILABLE and PROVIDER_NOT_FOUND without calling upstream', async () => {
+  it('checks in §6.4 order — PROVIDER_NOT_FOUND, NOT_FOUND, REFRESH_NOT_AVAILABLE — without calling upstream', async () => {
     await store.saveToken(P, 'no-rt', { access_token: 'at-plain', expiry: Math.floor(clock() / 1000) + 3600, token_type: 'Bearer' });
     await store.saveToken('nosuch', 'default', { access_token: 'at-x', expiry: 1, token_type: 'Bearer', refresh_token: 'rt-for-unknown-provider' });
     const c = await client();
@@ -119,8 +117,10 @@ describe('refresh_token op', () => {
       await c.request('refresh_token', { provider: P, bucket: 'absent' }),
       await c.request('refresh_token', { provider: P, bucket: 'no-rt' }),
       await c.request('refresh_token', { provider: 'nosuch' }),
+      // An unconfigured provider is PROVIDER_NOT_FOUND even without a token (llxprt-code's order).
+      await c.request('refresh_token', { provider: 'nosuch', bucket: 'absent' }),
     ]);
-    expect(result.map((r) => r.code)).toEqual(['NOT_FOUND', 'REFRESH_NOT_AVAILABLE', 'PROVIDER_NOT_FOUND']);
+    expect(result.map((r) => r.code)).toEqual(['NOT_FOUND', 'REFRESH_NOT_AVAILABLE', 'PROVIDER_NOT_FOUND', 'PROVIDER_NOT_FOUND']);
     expect(log).toEqual([]);
     c.close();
   });
@@ -273,7 +273,7 @@ describe('failures', () => {
 });
 
 describe('without a refresher (library daemon)', () => {
-  it('refresh_token still answers NOT_FOUND / REFRESH_NOT_AVAILABLE / PROVIDER_NOT_FOUND', async () => {
+  it('refresh_token answers PROVIDER_NOT_FOUND first, whatever the store holds', async () => {
     const t = await startTestDaemon();
     try {
       await t.store.saveToken('x', 'default', { access_token: 'a', expiry: 1, token_type: 'Bearer' });
@@ -281,7 +281,7 @@ describe('without a refresher (library daemon)', () => {
       const c = await RawClient.ready(t.socketPath);
       const codes = [];
       for (const provider of ['none', 'x', 'y']) codes.push((await c.request('refresh_token', { provider })).code);
-      expect(codes).toEqual(['NOT_FOUND', 'REFRESH_NOT_AVAILABLE', 'PROVIDER_NOT_FOUND']);
+      expect(codes).toEqual(['PROVIDER_NOT_FOUND', 'PROVIDER_NOT_FOUND', 'PROVIDER_NOT_FOUND']);
       c.close();
     } finally {
       await t.stop();
@@ -293,7 +293,7 @@ describe('RefreshCoordinator (same server, its own store)', () => {
   it('concurrent callers share one refresh: the very same result object, one upstream call', async () => {
     const own = new MemoryStore();
     await own.saveToken(P, 'default', await login('unit-sf'));
-    const coordinator = new RefreshCoordinator({ tokens: own, registry });
+    const coordinator = new RefreshCoordinator({ tokens: new TokenService(own), registry });
     const { result, log } = await tokenRequestsDuring(() => Promise.all(Array.from({ length: 5 }, () => coordinator.refresh(P, 'default'))));
     // A second refresh that merely reused the stored result would read a fresh copy from the store.
     for (const r of result) expect(r).toBe(result[0]);
@@ -304,7 +304,7 @@ describe('RefreshCoordinator (same server, its own store)', () => {
     const own = new MemoryStore();
     const real = await login('unit-cancel');
     await own.saveToken(P, 'default', real);
-    const coordinator = new RefreshCoordinator({ tokens: own, registry });
+    const coordinator = new RefreshCoordinator({ tokens: new TokenService(own), registry });
     const abort = new AbortController();
     const pending = coordinator.refresh(P, 'default', abort.signal);
     abort.abort();
@@ -319,7 +319,7 @@ describe('RefreshCoordinator (same server, its own store)', () => {
     const own = new MemoryStore();
     const real = await login('unit-reread');
     await own.saveToken(P, 'default', real);
-    const coordinator = new RefreshCoordinator({ tokens: own, registry, cooldownMs: 0 });
+    const coordinator = new RefreshCoordinator({ tokens: new TokenService(own), registry, cooldownMs: 0 });
     let release!: () => void;
     const holder = own.withTokenLock(P, 'default', () => new Promise<void>((r) => (release = r)));
     const { result, log } = await tokenRequestsDuring(async () => {
@@ -346,13 +346,13 @@ describe('RefreshCoordinator (same server, its own store)', () => {
       await own.saveToken(P, 'default', relogin);
       return fetch(input, init);
     };
-    const coordinator = new RefreshCoordinator({ tokens: own, registry, deps: { fetch: fetchWithLogin } });
+    const coordinator = new RefreshCoordinator({ tokens: new TokenService(own), registry, deps: { fetch: fetchWithLogin } });
     const { result, log } = await tokenRequestsDuring(() => coordinator.refresh(P, 'default'));
     expect(log.map((e) => e.error)).toEqual(['invalid_grant']);
     expect(result.access_token).toBe('at-new-login');
 
     // Without a new token in the store the same rejection is REAUTH_REQUIRED.
-    const plain = new RefreshCoordinator({ tokens: own, registry });
+    const plain = new RefreshCoordinator({ tokens: new TokenService(own), registry });
     await own.saveToken(P, 'default', real);
     await expect(plain.refresh(P, 'default')).rejects.toMatchObject({ code: 'REAUTH_REQUIRED' });
   });

@@ -5,14 +5,14 @@
  * Only the store's refresh lock and the re-read under it keep them to one upstream refresh.
  */
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { FlowDeps } from '../../src/oauth/flowTypes.js';
+import { defaultFlowDeps } from '../../src/oauth/flowDeps.js';
 import { loadProviderRegistry } from '../../src/oauth/config.js';
+import { TokenService } from '../../src/oauth/TokenService.js';
 import { RefreshCoordinator } from '../../src/oauth/refreshCoordinator.js';
 import { FileStore } from '../../src/store/fileStore.js';
 import type { StoredToken } from '../../src/store/types.js';
@@ -43,7 +43,7 @@ afterAll(async () => {
 });
 
 async function login(): Promise<StoredToken> {
-  const deps: FlowDeps = { fetch: globalThis.fetch, now: Date.now, randomBytes: (n) => randomBytes(n), httpTimeoutMs: 15_000 };
+  const deps = defaultFlowDeps({ now: Date.now });
   const flow = await loadProviderRegistry({ configPath, env: {} }).get(P)!.start('device_code', deps);
   await idp.approveDevice(flow.publicData.user_code!);
   for (;;) {
@@ -80,7 +80,7 @@ it('4 processes refreshing one bucket at once → one upstream refresh, no inval
   expect(stored.refresh_token).toBe(idp.issued.refreshTokens.at(-1));
 
   // The grant survived: the stored refresh token still works (a later process, past the cooldown).
-  const later = new RefreshCoordinator({ tokens: store, registry: loadProviderRegistry({ configPath, env: {} }), deps: { now: () => Date.now() + 31_000 } });
+  const later = new RefreshCoordinator({ tokens: new TokenService(store, { now: () => Date.now() + 31_000 }), registry: loadProviderRegistry({ configPath, env: {} }) });
   const next = await later.refresh(P, 'default');
   expect(next.access_token).not.toBe(stored.access_token);
   expect(idp.stats.tokenRequestLog.slice(from).map((e) => e.status)).toEqual([200, 200]);

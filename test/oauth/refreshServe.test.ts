@@ -2,11 +2,10 @@
  * `credproxy serve` wires the refresh coordinator: the real built CLI, its file store and config in a
  * private CREDPROXY_HOME, a real oidc-provider as a custom provider, refresh_token over the socket.
  */
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { FlowDeps } from '../../src/oauth/flowTypes.js';
+import { defaultFlowDeps } from '../../src/oauth/flowDeps.js';
 import { loadProviderRegistry } from '../../src/oauth/config.js';
 import { FileStore } from '../../src/store/fileStore.js';
 import { finished, makeSandbox, spawnCli, type Sandbox } from '../cli/cliHarness.js';
@@ -35,7 +34,7 @@ it('serve answers refresh_token with a refreshed sanitized token and stores the 
     configPath,
     JSON.stringify({ providers: { [P]: { clientId: idp.clientId, issuer: idp.issuer, scopes: idp.scopes.split(' '), flows: ['device_code'], endpoints: idp.endpoints } } }),
   );
-  const deps: FlowDeps = { fetch: globalThis.fetch, now: Date.now, randomBytes: (n) => randomBytes(n), httpTimeoutMs: 15_000 };
+  const deps = defaultFlowDeps({ now: Date.now });
   const flow = await loadProviderRegistry({ configPath }).get(P)!.start('device_code', deps);
   await idp.approveDevice(flow.publicData.user_code!);
   let login;

@@ -1,8 +1,10 @@
 /** Token and API-key ops through a real socket, sanitization (§5) and grants (§7). */
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashCapability, parsePolicy } from '../../src/server/policy.js';
-import { declarePublicFields } from '../../src/oauth/publicFields.js';
+import { hashCapability } from '../../src/auth/capability.js';
+import { parsePolicy } from '../../src/auth/policy.js';
+import { createProviderRegistry } from '../../src/oauth/providers/registry.js';
+import { providersFromConfig } from '../../src/oauth/config.js';
 import { allReceivedText, RawClient } from '../helpers/rawClient.js';
 import { HOST_REFRESH_TOKEN, sampleToken, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 
@@ -40,29 +42,69 @@ describe('tokens', () => {
     expect(reply.data).not.toHaveProperty('refresh_token');
   });
 
-  it('an undeclared field stays on the host until the provider declares it public', async () => {
+  it('an undeclared field stays on the host; a daemon whose provider declares it public serves it', async () => {
     await d.store.saveToken('custom', 'default', sampleToken({ access_token: 'at-custom', tenant: 't-1' }));
     expect((await c.request('get_token', { provider: 'custom' })).data).not.toHaveProperty('tenant');
-    declarePublicFields('custom', ['tenant', 'refresh_token']);
-    const data = (await c.request('get_token', { provider: 'custom' })).data as Record<string, unknown>;
-    expect(data.tenant).toBe('t-1');
-    expect(data).not.toHaveProperty('refresh_token'); // never public, whatever a provider declares
+    const custom = {
+      clientId: 'cli',
+      flows: ['device_code'],
+      endpoints: { token: 'https://idp.corp.internal/token', deviceAuthorization: 'https://idp.corp.internal/device' },
+      publicFields: ['tenant'],
+    };
+    const providers = createProviderRegistry(providersFromConfig({ providers: { custom } }, 'test config'));
+    const other = await startTestDaemon({ providers });
+    try {
+      await other.store.saveToken('custom', 'default', sampleToken({ access_token: 'at-custom', tenant: 't-1' }));
+      const oc = await RawClient.ready(other.socketPath);
+      const data = (await oc.request('get_token', { provider: 'custom' })).data as Record<string, unknown>;
+      expect(data.tenant).toBe('t-1');
+      expect(data).not.toHaveProperty('refresh_token');
+      expect(data).not.toHaveProperty('id_token');
+      // The first daemon (no such provider) still keeps the field: declarations are per daemon, not global.
+      expect((await c.request('get_token', { provider: 'custom' })).data).not.toHaveProperty('tenant');
+      oc.close();
+    } finally {
+      await other.stop();
+    }
   });
 
   it('get_token of a missing bucket is NOT_FOUND', async () => {
     expect(await c.request('get_token', { provider: 'anthropic', bucket: 'nope' })).toMatchObject({ ok: false, code: 'NOT_FOUND' });
   });
 
-  it('save_token drops the incoming refresh_token and merges into the stored token', async () => {
+  it('save_token keeps only allowlisted fields and merges them into the stored token', async () => {
     const reply = await c.request('save_token', {
       provider: 'anthropic',
       bucket: 'work',
-      token: { access_token: 'at-new', expiry: 2_000_000_000, token_type: 'bearer', refresh_token: 'rt-from-sandbox', refresh_attempted_at: 1, extra: 'x' },
+      token: { access_token: 'at-new', expiry: 2_000_000_000, token_type: 'bearer', refresh_token: 'rt-from-sandbox', id_token: 'idt-from-sandbox', refresh_attempted_at: 1, extra: 'x' },
     });
     expect(reply).toMatchObject({ ok: true, data: {} });
     const stored = await d.store.getToken('anthropic', 'work');
-    expect(stored).toMatchObject({ access_token: 'at-new', expiry: 2_000_000_000, token_type: 'Bearer', refresh_token: HOST_REFRESH_TOKEN, scope: 'read write', extra: 'x' });
+    expect(stored).toMatchObject({ access_token: 'at-new', expiry: 2_000_000_000, token_type: 'Bearer', refresh_token: HOST_REFRESH_TOKEN, scope: 'read write', id_token: 'idt-secret-never-served' });
+    // Host bookkeeping and undeclared fields from a client are dropped, never stored.
     expect(stored).not.toHaveProperty('refresh_attempted_at');
+    expect(stored).not.toHaveProperty('extra');
+  });
+
+  it('save_token takes null for optional fields as absent (llxprt-code sends "scope": null)', async () => {
+    const reply = await c.request('save_token', {
+      provider: 'anthropic',
+      bucket: 'nulls',
+      token: { access_token: 'at-nulls', expiry: 2_000_000_000, token_type: null, scope: null, refresh_token: null, account_id: null },
+    });
+    expect(reply).toMatchObject({ ok: true, data: {} });
+    const stored = (await d.store.getToken('anthropic', 'nulls'))!;
+    expect(stored).toEqual({ access_token: 'at-nulls', expiry: 2_000_000_000, token_type: 'Bearer' });
+    // Into an existing token, null leaves the stored scope as it was.
+    await c.request('save_token', { provider: 'anthropic', bucket: 'work', token: { access_token: 'at-newer', expiry: 2_000_000_001, scope: null } });
+    expect(await d.store.getToken('anthropic', 'work')).toMatchObject({ access_token: 'at-newer', scope: 'read write' });
+  });
+
+  it('save_token keeps a declared public field (codex account_id) and still refuses a wrong type', async () => {
+    await c.request('save_token', { provider: 'codex', bucket: 'saved', token: { access_token: 'at-cx', expiry: 2_000_000_000, account_id: 'acct-9', tenant: 'no' } });
+    const stored = (await d.store.getToken('codex', 'saved'))!;
+    expect(stored).toEqual({ access_token: 'at-cx', expiry: 2_000_000_000, token_type: 'Bearer', account_id: 'acct-9' });
+    expect(await c.request('save_token', { provider: 'codex', token: { access_token: 'at', expiry: 1, scope: 5 } })).toMatchObject({ code: 'INVALID_REQUEST', error: 'Invalid field "token.scope": must be string' });
   });
 
   it('save_token for a new bucket stores no refresh token at all', async () => {
@@ -87,7 +129,7 @@ describe('tokens', () => {
 
   it('list_providers and list_buckets', async () => {
     expect((await c.request('list_providers')).data).toEqual({ providers: ['anthropic', 'codex', 'custom'] });
-    expect((await c.request('list_buckets', { provider: 'anthropic' })).data).toEqual({ buckets: ['default', 'fresh', 'work'] });
+    expect((await c.request('list_buckets', { provider: 'anthropic' })).data).toEqual({ buckets: ['default', 'fresh', 'nulls', 'work'] });
   });
 
   it('get_bucket_stats counts served get_token requests per bucket', async () => {
@@ -103,10 +145,10 @@ describe('tokens', () => {
     expect(await c.request('get_bucket_stats', { provider: 'anthropic', bucket: 'nope' })).toMatchObject({ ok: false, code: 'NOT_FOUND' });
   });
 
-  it('refresh_token without a refresh token is REFRESH_NOT_AVAILABLE; without a provider config PROVIDER_NOT_FOUND', async () => {
-    expect(await c.request('refresh_token', { provider: 'anthropic', bucket: 'fresh' })).toMatchObject({ ok: false, code: 'REFRESH_NOT_AVAILABLE' });
+  it('refresh_token without a provider config is PROVIDER_NOT_FOUND, checked before the store (§6.4)', async () => {
+    expect(await c.request('refresh_token', { provider: 'anthropic', bucket: 'fresh' })).toMatchObject({ ok: false, code: 'PROVIDER_NOT_FOUND' });
     expect(await c.request('refresh_token', { provider: 'anthropic' })).toMatchObject({ ok: false, code: 'PROVIDER_NOT_FOUND' });
-    expect(await c.request('refresh_token', { provider: 'nobody' })).toMatchObject({ ok: false, code: 'NOT_FOUND' });
+    expect(await c.request('refresh_token', { provider: 'nobody' })).toMatchObject({ ok: false, code: 'PROVIDER_NOT_FOUND' });
   });
 
   it('oauth ops are known: initiate → PROVIDER_NOT_FOUND, poll → SESSION_NOT_FOUND, cancel → {}', async () => {

@@ -2,7 +2,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashCapability, parsePolicy } from '../../src/server/policy.js';
+import { hashCapability } from '../../src/auth/capability.js';
+import { parsePolicy } from '../../src/auth/policy.js';
 import { startDaemon } from '../../src/server/daemon.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import { RawClient } from '../helpers/rawClient.js';

@@ -1,7 +1,7 @@
 /** `credproxy import PROVIDER`: bring a full token (with its refresh token) into the host store. */
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
-import { secondsToExpiry } from '../../oauth/token.js';
+import { TokenService } from '../../oauth/TokenService.js';
 import { CliError, warn } from '../util/errors.js';
 import { describeExpiry } from '../util/duration.js';
 import { readStdin } from '../util/stdin.js';
@@ -44,12 +44,13 @@ is printed.
       const target = toTarget(provider, opts.bucket);
       const now = Date.now();
       const token = parseTokenJson(await readInput(opts.file), now);
-      await withHostStores(cmd, async ({ tokens }) => {
+      const left = await withHostStores(cmd, async ({ tokens }) => {
+        const service = new TokenService(tokens, { now: () => now });
         // Import replaces rather than merges: it is how a complete credential set comes in, and
         // the lock keeps a concurrent daemon refresh from writing an older token over it.
-        await tokens.withTokenLock(target.provider, target.bucket, () => tokens.saveToken(target.provider, target.bucket, token));
+        await service.replace(target.provider, target.bucket, token);
+        return service.secondsLeft(token);
       });
-      const left = secondsToExpiry(token, now);
       const hasRefresh = typeof token.refresh_token === 'string' && token.refresh_token.length > 0;
       process.stdout.write(
         `Imported token for ${label(target)} (${describeExpiry(left)}; ${hasRefresh ? 'refresh token stored' : 'no refresh token'})\n`,

@@ -1,5 +1,6 @@
 /** `credproxy logout PROVIDER`: forget the token of one provider/bucket. */
 import { Command } from 'commander';
+import { TokenService } from '../../oauth/TokenService.js';
 import { CliError } from '../util/errors.js';
 import { proxySocketFromEnv, withProxyClient } from '../util/proxy.js';
 import { withHostStores } from '../util/stores.js';
@@ -18,9 +19,7 @@ export function logoutCommand(): Command {
         await withProxyClient(socketPath, (client) => client.request('remove_token', { provider: target.provider, bucket: target.bucket }));
       } else {
         // Under the refresh lock, so a refresh racing this logout cannot write the token back.
-        const existed = await withHostStores(cmd, ({ tokens }) =>
-          tokens.withTokenLock(target.provider, target.bucket, () => tokens.removeToken(target.provider, target.bucket)),
-        );
+        const existed = await withHostStores(cmd, ({ tokens }) => new TokenService(tokens).remove(target.provider, target.bucket));
         if (!existed) throw new CliError(`No token for ${label(target)}`);
       }
       process.stdout.write(`Logged out of ${label(target)}\n`);

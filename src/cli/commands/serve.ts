@@ -2,10 +2,8 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Command, Option } from 'commander';
-import { createLoginService } from '../../handlers/login.js';
+import { loadPolicy, type Policy } from '../../auth/policy.js';
 import { startDaemon } from '../../server/daemon.js';
-import { RefreshCoordinator } from '../../oauth/refreshCoordinator.js';
-import { loadPolicy, type Policy } from '../../server/policy.js';
 import { CliError, warn } from '../util/errors.js';
 import { registryFromConfig } from '../util/loginConfig.js';
 import { parseTcp, parseUid } from '../util/serveArgs.js';
@@ -61,9 +59,6 @@ socket, on SIGINT, SIGTERM or SIGHUP.`,
           await mkdir(stores.dataDir, { recursive: true, mode: 0o700 });
           audit = path.join(stores.dataDir, 'audit.log');
         }
-        const login = createLoginService({ registry });
-        // Same registry as logins; the coordinator writes the host store itself (the daemon's cache follows its change stamp).
-        const refresh = new RefreshCoordinator({ tokens: stores.tokens, registry });
         const daemon = await startDaemon({
           tokens: stores.tokens,
           keys: stores.keys,
@@ -73,12 +68,10 @@ socket, on SIGINT, SIGTERM or SIGHUP.`,
           ...(opts.allowUid !== undefined && { allowUids: opts.allowUid }),
           audit,
           ...(opts.tcp !== undefined && { tcp: opts.tcp }),
-          login,
-          refresher: refresh.refresher,
+          providers: registry,
           handleSignals: true,
           log: (line: string) => warn(line),
-        }).catch(async (err: unknown) => {
-          await login.shutdown();
+        }).catch((err: unknown) => {
           // The daemon's start errors (path too long, unsafe directory, address in use) are written for users.
           throw new CliError(err instanceof Error ? err.message : String(err));
         });
@@ -88,9 +81,8 @@ socket, on SIGINT, SIGTERM or SIGHUP.`,
         // The daemon's own "listening on …" line (stderr) names the TCP address in text mode.
         const ready = opts.json ? JSON.stringify({ socket: daemon.socketPath, ...(daemon.tcpAddress && { tcp: daemon.tcpAddress }) }) : daemon.socketPath;
         process.stdout.write(`${ready}\n`);
+        // The daemon waits for a refresh still saving its rotated refresh token before it reports closed.
         await daemon.closed;
-        // A refresh still running after the last reply must save its rotated refresh token before the store closes.
-        await refresh.idle();
       } finally {
         await closeHostStores(stores);
       }

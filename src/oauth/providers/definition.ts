@@ -4,9 +4,9 @@
  * custom provider in the config file; behaviour that data cannot express lives in the adapters.
  */
 import { z } from 'zod';
-import { PROVIDER_NAME } from '../../protocol/names.js';
+import { nameSchema } from '../../protocol/names.js';
 import { isAllowedEndpoint } from '../upstream.js';
-import { SECRET_TOKEN_FIELDS } from '../token.js';
+import { mayBePublic } from '../token.js';
 
 /** Stored `expiry` of a token the provider says never expires (9999-12-31T23:59:59Z). */
 export const NEVER_EXPIRES = 253_402_300_799;
@@ -72,7 +72,7 @@ const fields = {
   tokenRequestFormat: z.enum(['form', 'json']),
   /** Stored token fields that may cross the socket (PROTOCOL.md §5); secrets can never be public. */
   publicFields: z.array(
-    fieldName.refine((f) => !SECRET_TOKEN_FIELDS.has(f), { message: 'names a secret field, which never crosses the socket' }),
+    fieldName.refine(mayBePublic, { message: 'names a secret, host-only or standard field, which cannot be declared public' }),
   ),
   userAgent: z.string().min(1).max(256),
   /** Send a PKCE challenge with the device authorization and the verifier with the device grant (Qwen). */
@@ -83,7 +83,7 @@ const fields = {
 
 /** A full definition as written (presets, custom providers). Defaults fill what is omitted. */
 export const providerDefinitionSchema = z.strictObject({
-  name: z.string().regex(PROVIDER_NAME, 'must match ' + PROVIDER_NAME.source),
+  name: nameSchema('provider'),
   clientId: fields.clientId.optional(),
   clientSecret: fields.clientSecret.optional(),
   tokenEndpointAuthMethod: fields.tokenEndpointAuthMethod.optional(),

@@ -1,6 +1,5 @@
 /** The built-in presets and the registry the login layer looks providers up in. */
 import type { ProviderRegistry, ProviderSummary } from '../providerTypes.js';
-import { declarePublicFields } from '../publicFields.js';
 import { anthropic } from './anthropic.js';
 import { codex } from './codex.js';
 import type { ProviderDefinition } from './definition.js';
@@ -24,10 +23,9 @@ export function createAdapter(definition: ProviderDefinition): StandardAdapter {
   return preset ? preset.create(definition) : new StandardAdapter(definition, 'custom');
 }
 
-/** A registry over `adapters`; declares every provider's public fields to the sanitizer. */
+/** A registry over `adapters`. */
 export function createProviderRegistry(adapters: readonly StandardAdapter[]): ProviderRegistry {
   const byName = new Map(adapters.map((a) => [a.name, a]));
-  for (const adapter of byName.values()) declarePublicFields(adapter.name, adapter.publicFields);
   return {
     get: (name) => byName.get(name),
     list: (): ProviderSummary[] =>

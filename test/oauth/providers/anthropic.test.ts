@@ -2,6 +2,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StartedFlow } from '../../../src/oauth/flowTypes.js';
 import { sanitizeToken } from '../../../src/oauth/token.js';
+import { presetRegistry } from '../../../src/oauth/config.js';
 import { never, s256, startFakeServer, testDeps, type FakeServer } from '../flows/helpers.js';
 import { configured } from './presetHelpers.js';
 
@@ -65,7 +66,7 @@ describe('anthropic preset', () => {
     const req = server.requests[0]!;
     expect(req.headers['content-type']).toContain('application/json');
     expect(Object.keys(req.body).sort()).toEqual(['client_id', 'code', 'code_verifier', 'grant_type', 'redirect_uri', 'state']);
-    expect(sanitizeToken('anthropic', token)).toEqual({ access_token: 'at-1', expiry: token.expiry, token_type: 'Bearer', scope: 'user:inference' });
+    expect(sanitizeToken(token, presetRegistry().get('anthropic')!.publicFields)).toEqual({ access_token: 'at-1', expiry: token.expiry, token_type: 'Bearer', scope: 'user:inference' });
   });
 
   it('rejects a pasted state that is not this login’s, without calling the token endpoint', async () => {

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StartedFlow } from '../../../src/oauth/flowTypes.js';
 import { mergeToken, sanitizeToken } from '../../../src/oauth/token.js';
-import { loadProviderRegistry } from '../../../src/oauth/config.js';
+import { loadProviderRegistry, presetRegistry } from '../../../src/oauth/config.js';
 import { browserGet, fakeJwt, never, probePort, s256, startFakeServer, testDeps, type FakeServer, type Reply } from '../flows/helpers.js';
 import { configured } from './presetHelpers.js';
 
@@ -62,7 +62,7 @@ describe('codex preset', () => {
     const done = await flow.poll!(never);
     if (done.status !== 'complete') throw new Error('not complete');
     expect(done.token).toMatchObject({ access_token: 'oat', refresh_token: 'ort', id_token: ID_TOKEN, account_id: 'acct-42' });
-    expect(sanitizeToken('codex', done.token)).toEqual({ access_token: 'oat', expiry: Math.floor(deps.clock.t / 1000) + 864000, token_type: 'Bearer', account_id: 'acct-42' });
+    expect(sanitizeToken(done.token, presetRegistry().get('codex')!.publicFields)).toEqual({ access_token: 'oat', expiry: Math.floor(deps.clock.t / 1000) + 864000, token_type: 'Bearer', account_id: 'acct-42' });
     expect(server.requests[0]!.json).toBe(false);
     expect(await probePort(port)).toBe('ECONNREFUSED');
   });

@@ -4,7 +4,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, defaultConfigPath, loadProviderRegistry } from '../../../src/oauth/config.js';
-import { publicFieldsOf } from '../../../src/oauth/publicFields.js';
 import type { StandardAdapter } from '../../../src/oauth/providers/standardAdapter.js';
 
 const home = fs.mkdtempSync(path.join(os.tmpdir(), 'credproxy-config-'));
@@ -65,11 +64,13 @@ describe('provider config', () => {
     expect(codex.definition.authParams.originator).toBe('codex_cli_rs');
   });
 
-  it('custom providers get the standard adapter, and their public fields are declared', () => {
+  it('custom providers get the standard adapter, and each provider carries its own public fields', () => {
     const registry = load({ providers: { mine: { ...CUSTOM, publicFields: ['tenant'] } }, daemon: { ignored: true } });
     expect(registry.list().find((p) => p.name === 'mine')).toEqual({ name: 'mine', kind: 'custom', flows: ['device_code', 'pkce_redirect'] });
-    expect(publicFieldsOf('mine')).toEqual(['tenant']);
-    expect(publicFieldsOf('codex')).toEqual(['account_id']);
+    expect(registry.get('mine')!.publicFields).toEqual(['tenant']);
+    expect(registry.get('codex')!.publicFields).toEqual(['account_id']);
+    // A registry without the custom provider knows nothing of its fields: no global declaration leaks.
+    expect(load({}).get('mine')).toBeUndefined();
   });
 
   it('errors name the file and the field', () => {
@@ -79,7 +80,7 @@ describe('provider config', () => {
       [{ providers: { mine: { ...CUSTOM, redirectUri: undefined } } }, 'providers.mine.redirectUri: is required for the pkce_redirect flow'],
       [{ providers: { mine: { ...CUSTOM, endpoints: { token: 'https://idp.example.com/token' }, flows: ['device_code'] } } }, 'providers.mine.endpoints.deviceAuthorization: is required'],
       [{ providers: { mine: { ...CUSTOM, flows: ['implicit'] } } }, 'providers.mine.flows.0'],
-      [{ providers: { mine: { ...CUSTOM, publicFields: ['refresh_token'] } } }, 'providers.mine.publicFields.0: names a secret field'],
+      [{ providers: { mine: { ...CUSTOM, publicFields: ['refresh_token'] } } }, 'providers.mine.publicFields.0: names a secret, host-only or standard field'],
       [{ providers: { github: { clientid: 'x' } } }, 'providers.github: Unrecognized key: "clientid"'],
       [{ providers: { github: { endpoints: { token: 'ftp://x' } } } }, 'providers.github.endpoints.token'],
       [{ providers: { codex: { callback: { port: 70000 } } } }, 'providers.codex.callback.port'],

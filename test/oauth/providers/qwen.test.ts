@@ -2,6 +2,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StartedFlow } from '../../../src/oauth/flowTypes.js';
 import { sanitizeToken } from '../../../src/oauth/token.js';
+import { presetRegistry } from '../../../src/oauth/config.js';
 import { never, s256, startFakeServer, testDeps, type FakeServer, type Reply } from '../flows/helpers.js';
 import { configured } from './presetHelpers.js';
 
@@ -62,6 +63,6 @@ describe('qwen preset', () => {
     expect(grants[0]!.body.code_verifier).toBe(grants[1]!.body.code_verifier);
     for (const value of Object.values(flow.publicData)) expect(value).not.toContain(String(grants[0]!.body.code_verifier));
     if (done.status !== 'complete') throw new Error('not complete');
-    expect(sanitizeToken('qwen', done.token)).toEqual({ access_token: 'qat', expiry: done.token.expiry, token_type: 'Bearer', resource_url: 'portal.qwen.ai' });
+    expect(sanitizeToken(done.token, presetRegistry().get('qwen')!.publicFields)).toEqual({ access_token: 'qat', expiry: done.token.expiry, token_type: 'Bearer', resource_url: 'portal.qwen.ai' });
   });
 });

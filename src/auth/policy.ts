@@ -12,25 +12,21 @@
  * `default` applies to same-uid (or allowed-uid) Unix connections that present no capability token;
  * when omitted they get nothing. Capability tokens are stored only as their SHA-256.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { OP_GROUPS } from '../protocol/messages.js';
-import { KEY_NAME, PROVIDER_NAME } from '../protocol/names.js';
-import { describeIssue } from '../protocol/messages.js';
+import { describeIssue, OP_GROUPS } from '../protocol/messages.js';
+import { nameSchema } from '../protocol/names.js';
 import { EMPTY_GRANT, FULL_GRANT, type Grant } from './grants.js';
 
-const providerName = z.string().regex(PROVIDER_NAME, `must match ${PROVIDER_NAME.source}`);
-const grantShape = {
-  providers: z.union([z.literal('*'), z.record(providerName, z.union([z.literal('*'), z.array(providerName)]))]).default({}),
-  keys: z.union([z.literal('*'), z.array(z.string().regex(KEY_NAME, `must match ${KEY_NAME.source}`))]).default([]),
+/** The grant fields shared by the policy file and `grant_open` (PROTOCOL.md §11). */
+export const grantShape = {
+  providers: z.union([z.literal('*'), z.record(nameSchema('provider'), z.union([z.literal('*'), z.array(nameSchema('bucket'))]))]).default({}),
+  keys: z.union([z.literal('*'), z.array(nameSchema('key'))]).default([]),
   ops: z.array(z.enum(OP_GROUPS)).default([]),
 };
 /** Ids the daemon uses for its own grants; a capability must not be mistaken for them in audit or session ownership. */
-const RESERVED_GRANT_IDS = ['default', 'full', 'none'];
-const grantId = z
-  .string()
-  .regex(/^[A-Za-z0-9._-]{1,64}$/, 'must match ^[A-Za-z0-9._-]{1,64}$')
+export const RESERVED_GRANT_IDS = ['default', 'full', 'none'];
+const grantId = nameSchema('grant')
   .refine((id) => !RESERVED_GRANT_IDS.includes(id), { message: `must not be one of ${RESERVED_GRANT_IDS.join(', ')} (reserved)` });
 
 const policySchema = z.strictObject({
@@ -86,22 +82,4 @@ export function loadPolicy(file: string): Policy {
     throw new Error(`Cannot read policy file ${file}: ${code}`);
   }
   return parsePolicy(text, `Policy file ${file}`);
-}
-
-/** SHA-256 of a capability token, as the policy stores it. */
-export function hashCapability(token: string): Buffer {
-  return createHash('sha256').update(token, 'utf8').digest();
-}
-
-/**
- * Finds the grant of a presented capability token. Compares hashes in constant time and walks the
- * whole list so the time does not reveal which entry matched.
- */
-export function grantForCapability(policy: Policy, token: string): Grant | null {
-  const presented = hashCapability(token);
-  let found: Grant | null = null;
-  for (const cap of policy.capabilities) {
-    if (timingSafeEqual(presented, cap.tokenSha256) && found === null) found = cap.grant;
-  }
-  return found;
 }

@@ -3,7 +3,7 @@
  * The cache is valid only while the store's change stamp is unchanged; any write by any process
  * (including this one) changes the stamp and empties it.
  */
-import type { StoredToken, TokenStore } from '../store/types.js';
+import type { StoredToken, TokenStore } from './types.js';
 
 export class CachedTokenStore implements TokenStore {
   private stamp: string | null = null;

@@ -1,0 +1,164 @@
+/**
+ * The request pipeline, independent of any socket: validated request → grant check → handler →
+ * reply envelope → audit line. Connections (Unix, TCP, in-memory) and in-process callers such as
+ * the host-side login use the same Dispatcher, so no caller can skip a step.
+ */
+import type { Grant } from '../auth/grants.js';
+import type { PeerCredentials } from '../auth/peer.js';
+import { checkScope } from '../auth/scope.js';
+import type { HandlerContext, HandlerOp, HandlerServices, HandlerTable } from '../handlers/context.js';
+import { failure, type Failure, type Outcome, replyFrame, RESPONSE_TOO_LARGE } from '../protocol/envelope.js';
+import { ProxyError } from '../protocol/errors.js';
+import { encodeFrame, type JsonObject } from '../protocol/framing.js';
+import { isKnownOp, parsePayload, V2_ONLY_OPS } from '../protocol/messages.js';
+import type { ProtocolVersion } from '../protocol/version.js';
+import { StoreError } from '../store/types.js';
+import { raceAbort } from '../abort.js';
+import type { AuditEvent, AuditLog } from './audit.js';
+
+/** Who is asking: one connection after its handshake, or an in-process caller. */
+export interface Caller {
+  /** Connection id in the audit log. */
+  conn: number;
+  peer: PeerCredentials | null;
+  grant: Grant | null;
+  version: ProtocolVersion;
+}
+
+/** What the audit line of a request names; never a secret (session ids are cut to 8 chars). */
+export interface RequestMeta {
+  id: string;
+  /** A known op name, or "unknown": nothing else a client sends reaches the audit log. */
+  op: string;
+  provider?: string | undefined;
+  bucket?: string | undefined;
+  session?: string | undefined;
+  started: number;
+}
+
+/** A validated request ready to run, or the failure that ends it. */
+export type Prepared = { ok: true; meta: RequestMeta; run(signal: AbortSignal): Promise<Outcome> } | { ok: false; meta: RequestMeta; outcome: Failure };
+
+export interface DispatcherDeps {
+  handlers: HandlerTable;
+  services: HandlerServices;
+  audit: AuditLog;
+  now: () => number;
+}
+
+export class Dispatcher {
+  constructor(private readonly deps: DispatcherDeps) {}
+
+  /** The audit meta of a frame before it is known to be valid (rate-limit and id refusals). */
+  meta(id: string, op: unknown): RequestMeta {
+    return { id, op: typeof op === 'string' && isKnownOp(op) ? op : 'unknown', started: this.deps.now() };
+  }
+
+  /** Checks op and payload (PROTOCOL.md §4) before anything is touched. `cancel` is the connection's. */
+  prepare(caller: Caller, id: string, op: string, rawPayload: unknown): Prepared {
+    const meta = this.meta(id, op);
+    if (!isKnownOp(op) || op === 'cancel' || (V2_ONLY_OPS.has(op) && caller.version !== 2)) {
+      return { ok: false, meta: { ...meta, op: 'unknown' }, outcome: failure('INVALID_REQUEST', `Unknown operation: ${printable(op)}`) };
+    }
+    const payload = rawPayload === undefined ? {} : rawPayload;
+    if (!isObject(payload)) return { ok: false, meta, outcome: failure('INVALID_REQUEST', 'Invalid field "payload": must be an object') };
+    if (typeof payload.provider === 'string') {
+      meta.provider = payload.provider.slice(0, 64);
+      meta.bucket = typeof payload.bucket === 'string' ? payload.bucket.slice(0, 64) : 'default';
+    }
+    const parsed = parsePayload(op, payload);
+    if (!parsed.ok) return { ok: false, meta, outcome: failure('INVALID_REQUEST', parsed.message) };
+    if (typeof payload.session_id === 'string') meta.session = payload.session_id.slice(0, 8);
+    const handlerOp: HandlerOp = op;
+    return { ok: true, meta, run: (signal) => this.run(caller, handlerOp, parsed.payload as Record<string, unknown>, signal) };
+  }
+
+  /** Prepare and run in one go, with the audit line; for in-process callers (no frame limit). */
+  async call(caller: Caller, op: string, payload: unknown, signal: AbortSignal): Promise<Outcome> {
+    const prepared = this.prepare(caller, `host-${op}`, op, payload);
+    const outcome = prepared.ok ? await prepared.run(signal) : prepared.outcome;
+    this.record(caller, prepared.meta, outcome.ok ? 'ok' : outcome.code);
+    return outcome;
+  }
+
+  /**
+   * The one reply frame of a request, with its audit line: data or error as the envelope says, and
+   * RESPONSE_TOO_LARGE (same id) when the frame would exceed `maxFrame`.
+   */
+  reply(caller: Caller, meta: RequestMeta, outcome: Outcome, maxFrame: number): Buffer {
+    const head = { v: caller.version, id: meta.id };
+    let bytes = encodeFrame(replyFrame(head, outcome));
+    let result = outcome.ok ? 'ok' : outcome.code;
+    if (bytes.length - 4 > maxFrame) {
+      bytes = encodeFrame(replyFrame(head, RESPONSE_TOO_LARGE));
+      result = RESPONSE_TOO_LARGE.code;
+    }
+    this.record(caller, meta, result);
+    return bytes;
+  }
+
+  /** An audit line for a connection-level event (handshake, frame errors, refused peers). */
+  note(subject: Pick<Caller, 'conn' | 'peer' | 'grant'>, op: string, outcome: string): void {
+    this.deps.audit.record(auditEvent(subject, op, outcome));
+  }
+
+  /** Grant check and handler, raced against the request's signal (cancel, timeout, closed connection). */
+  private async run(caller: Caller, op: HandlerOp, payload: Record<string, unknown>, signal: AbortSignal): Promise<Outcome> {
+    if (!caller.grant) return failure('UNAUTHORIZED', 'No grant for this connection');
+    if (signal.aborted) return abortFailure(signal);
+    const ctx: HandlerContext = { ...this.deps.services, grant: caller.grant, peer: caller.peer, signal };
+    const handler = this.deps.handlers[op] as (c: HandlerContext, p: unknown) => Promise<JsonObject>;
+    try {
+      checkScope(caller.grant, op, payload);
+      const data = await raceAbort(handler(ctx, payload), signal, () => abortFailure(signal));
+      return { ok: true, data };
+    } catch (err) {
+      return toFailure(err);
+    }
+  }
+
+  private record(caller: Caller, meta: RequestMeta, outcome: string): void {
+    const event = auditEvent(caller, meta.op, outcome);
+    if (meta.provider !== undefined) event.provider = meta.provider;
+    if (meta.bucket !== undefined) event.bucket = meta.bucket;
+    if (meta.session !== undefined) event.session = meta.session;
+    event.ms = this.deps.now() - meta.started;
+    this.deps.audit.record(event);
+  }
+}
+
+function auditEvent(subject: Pick<Caller, 'conn' | 'peer' | 'grant'>, op: string, outcome: string): AuditEvent {
+  const event: AuditEvent = { conn: subject.conn, op, outcome };
+  if (subject.peer) event.peer = { pid: subject.peer.pid, uid: subject.peer.uid };
+  if (subject.grant) event.grant = subject.grant.id;
+  return event;
+}
+
+/** Turns anything a handler threw (or an abort reason) into a reply built from known-safe fields only. */
+export function toFailure(err: unknown): Failure {
+  if (isFailure(err)) return err;
+  if (err instanceof ProxyError) return failure(err.code, err.message, err.retryAfter);
+  // Store messages name host paths (the user's home); the sandbox learns only what kind of failure it was.
+  if (err instanceof StoreError) {
+    return failure('INTERNAL_ERROR', err.reason === 'locked' ? 'The credential store is busy (locked by another process); try again' : 'The credential store on the host cannot be used');
+  }
+  return failure('INTERNAL_ERROR', 'Internal error');
+}
+
+/** Why an aborted request ended: the connection's reason (timeout, cancel), else a cancellation. */
+function abortFailure(signal: AbortSignal): Failure {
+  return isFailure(signal.reason) ? signal.reason : failure('CANCELLED', 'Request cancelled');
+}
+
+function isFailure(value: unknown): value is Failure {
+  return isObject(value) && value.ok === false && typeof value.code === 'string' && typeof value.error === 'string';
+}
+
+export function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** Op names are echoed in errors; keep them short and printable. */
+function printable(op: string): string {
+  return op.slice(0, 64).replace(/[^\x20-\x7e]/g, '?');
+}
