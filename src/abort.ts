@@ -1,10 +1,15 @@
 /** Waiting on work that an AbortSignal may stop waiting for. */
 
 /**
- * Settles like `promise`, or rejects with `aborted()` as soon as `signal` aborts. The promise itself
- * runs on, and its outcome is always observed, so a later rejection is never left unhandled.
+ * Settles like `promise`, or rejects with `aborted()` as soon as `signal` aborts (at once when it
+ * already has). The promise itself runs on, and its outcome is always observed, so a later rejection
+ * is never left unhandled.
  */
 export function raceAbort<T>(promise: Promise<T>, signal: AbortSignal, aborted: () => unknown): Promise<T> {
+  if (signal.aborted) {
+    promise.catch(() => {});
+    return Promise.reject(aborted());
+  }
   return new Promise<T>((resolve, reject) => {
     const onAbort = (): void => reject(aborted());
     signal.addEventListener('abort', onAbort, { once: true });

@@ -64,9 +64,7 @@ function changedSince(seen: StoredToken, current: StoredToken): boolean {
 /** Resolves with `promise`, or rejects with CANCELLED when `signal` aborts first (the promise runs on). */
 function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   const cancelled = () => new ProxyError('CANCELLED', 'Request cancelled');
-  if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(cancelled());
-  return raceAbort(promise, signal, cancelled);
+  return signal ? raceAbort(promise, signal, cancelled) : promise;
 }
 
 export class RefreshCoordinator {

@@ -105,6 +105,7 @@ export class Dispatcher {
   /** Grant check and handler, raced against the request's signal (cancel, timeout, closed connection). */
   private async run(caller: Caller, op: HandlerOp, payload: Record<string, unknown>, signal: AbortSignal): Promise<Outcome> {
     if (!caller.grant) return failure('UNAUTHORIZED', 'No grant for this connection');
+    // Work for a caller that already gave up is not started at all.
     if (signal.aborted) return abortFailure(signal);
     const ctx: HandlerContext = { ...this.deps.services, grant: caller.grant, peer: caller.peer, signal };
     const handler = this.deps.handlers[op] as (c: HandlerContext, p: unknown) => Promise<JsonObject>;

@@ -9,6 +9,7 @@ import type { StoredToken } from '../../store/types.js';
 import { FlowError, type FlowDeps, type PollResult, type StartedFlow } from '../flowTypes.js';
 import { UpstreamError } from '../upstream.js';
 import { createPkce, createState, matchesSecret, type AuthUrlBuilder, type CodeExchange } from './pkce.js';
+import { raceAbort } from '../../abort.js';
 
 export interface BrowserRedirectFlowOptions {
   callback: { host: '127.0.0.1' | 'localhost'; port: number; path: string };
@@ -117,7 +118,7 @@ class BrowserRedirectFlow implements StartedFlow {
     }
     let token: StoredToken;
     try {
-      token = await abortable(this.exchanging, signal);
+      token = await raceAbort(this.exchanging, signal, () => signal.reason);
     } catch (err) {
       if (signal.aborted && !this.terminal) throw new FlowError('POLL_FAILED', 'Poll cancelled');
       if (this.terminal) throw this.terminal;
@@ -151,15 +152,6 @@ class BrowserRedirectFlow implements StartedFlow {
     this.aborter.abort();
     await this.closeServer();
   }
-}
-
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
 }
 
 function listen(server: http.Server, port: number): Promise<number> {
