@@ -17,11 +17,6 @@ const RULES: Readonly<Record<NameKind, RegExp>> = {
 
 export const DEFAULT_BUCKET = 'default';
 
-/** The rule of one kind of name. */
-export function nameRule(kind: NameKind): RegExp {
-  return RULES[kind];
-}
-
 /** True when `value` is a valid name of `kind`. */
 export function isName(kind: NameKind, value: unknown): value is string {
   return typeof value === 'string' && RULES[kind].test(value);

@@ -136,7 +136,7 @@ function auditEvent(subject: Pick<Caller, 'conn' | 'peer' | 'grant'>, op: string
 }
 
 /** Turns anything a handler threw (or an abort reason) into a reply built from known-safe fields only. */
-export function toFailure(err: unknown): Failure {
+function toFailure(err: unknown): Failure {
   if (isFailure(err)) return err;
   if (err instanceof ProxyError) return failure(err.code, err.message, err.retryAfter);
   // Store messages name host paths (the user's home); the sandbox learns only what kind of failure it was.
