@@ -70,6 +70,26 @@ export function finished(child: ChildProcess, timeoutMs = 20_000): Promise<RunRe
   });
 }
 
+/**
+ * Starts `credproxy serve ARGS`: `ready` resolves with its first stdout line (the socket path, or
+ * the `--json` document) and rejects if it exits first; `exit` resolves when it ends.
+ */
+export function startServe(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 30_000): { child: ChildProcess; ready: Promise<string>; exit: Promise<RunResult> } {
+  const child = spawnCli(['serve', ...args], env);
+  child.stdin?.end();
+  const exit = finished(child, timeoutMs);
+  const ready = new Promise<string>((resolve, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (d: Buffer | string) => {
+      buf += d.toString();
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) resolve(buf.slice(0, nl));
+    });
+    exit.then((r) => reject(new Error(`serve exited early (${r.code}): ${r.stderr}`)), reject);
+  });
+  return { child, ready, exit };
+}
+
 /** Runs `credproxy ARGS` to completion. */
 export function runCli(args: string[], options: RunOptions): Promise<RunResult> {
   const child = spawnCli(args, options.env);

@@ -7,7 +7,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ProxyClient } from '../../src/client/ProxyClient.js';
-import { finished, makeSandbox, runCli, spawnCli, type RunResult, type Sandbox } from './cliHarness.js';
+import { makeSandbox, runCli, startServe, type RunResult, type Sandbox } from './cliHarness.js';
 
 let box: Sandbox;
 let serving: ChildProcess | undefined;
@@ -23,20 +23,9 @@ const nowSec = (): number => Math.floor(Date.now() / 1000);
 
 /** Starts `serve`, resolves with its first stdout line and a promise of its exit. */
 async function serve(args: string[]): Promise<{ line: string; exit: Promise<RunResult>; child: ChildProcess }> {
-  const child = spawnCli(['serve', ...args], box.env);
+  const { child, ready, exit } = startServe(args, box.env);
   serving = child;
-  child.stdin?.end();
-  const exit = finished(child, 30_000);
-  const line = await new Promise<string>((resolve, reject) => {
-    let buf = '';
-    child.stdout!.on('data', (d: Buffer | string) => {
-      buf += d.toString();
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) resolve(buf.slice(0, nl));
-    });
-    exit.then((r) => reject(new Error(`serve exited early (${r.code}): ${r.stderr}`)), reject);
-  });
-  return { line, exit, child };
+  return { line: await ready, exit, child };
 }
 
 /** Environment of a sandboxed process: only the socket, and a home with no host store in it. */
