@@ -15,7 +15,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { describeIssue, OP_GROUPS } from '../protocol/messages.js';
-import { nameSchema } from '../protocol/names.js';
+import { nameSchema } from '../protocol/messages.js';
 import { EMPTY_GRANT, FULL_GRANT, type Grant } from './grants.js';
 
 /** The grant fields shared by the policy file and `grant_open` (PROTOCOL.md §11). */

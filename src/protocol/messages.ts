@@ -3,7 +3,12 @@
  * Unknown payload fields are stripped; a schema violation names the offending field.
  */
 import { z } from 'zod';
-import { nameSchema } from './names.js';
+import { nameRule, ruleText, type NameKind } from './names.js';
+
+/** The zod schema of a name of `kind` (here rather than in names.ts, which stays free of zod). */
+export function nameSchema(kind: NameKind): z.ZodString {
+  return z.string().regex(nameRule(kind), ruleText(kind));
+}
 
 const provider = nameSchema('provider');
 const bucket = nameSchema('bucket');

@@ -1,8 +1,9 @@
 /**
  * The one place the name rules of PROTOCOL.md §4 live, with their messages: the zod schemas, the
  * policy parser, the provider config, the stores and the CLI all check names through here.
+ * Dependency-free on purpose: the sandbox client (credproxy/client) loads it, and must not load zod;
+ * the zod schema of a name is nameSchema in messages.ts.
  */
-import { z } from 'zod';
 
 export type NameKind = 'provider' | 'bucket' | 'key' | 'grant';
 
@@ -16,6 +17,11 @@ const RULES: Readonly<Record<NameKind, RegExp>> = {
 };
 
 export const DEFAULT_BUCKET = 'default';
+
+/** The rule of one kind of name (messages.ts builds nameSchema from it). */
+export function nameRule(kind: NameKind): RegExp {
+  return RULES[kind];
+}
 
 /** True when `value` is a valid name of `kind`. */
 export function isName(kind: NameKind, value: unknown): value is string {
@@ -35,11 +41,6 @@ export function ruleText(kind: NameKind): string {
 export function invalidNameMessage(kind: NameKind, value: unknown): string {
   const shown = typeof value === 'string' ? JSON.stringify(value.slice(0, 80)) : typeof value;
   return `Invalid ${kind} name ${shown}: ${ruleText(kind)}`;
-}
-
-/** The zod schema of a name of `kind`. */
-export function nameSchema(kind: NameKind): z.ZodString {
-  return z.string().regex(RULES[kind], ruleText(kind));
 }
 
 /** An omitted bucket means "default" everywhere. */

@@ -4,7 +4,7 @@
  * custom provider in the config file; behaviour that data cannot express lives in the adapters.
  */
 import { z } from 'zod';
-import { nameSchema } from '../../protocol/names.js';
+import { nameSchema } from '../../protocol/messages.js';
 import { isAllowedEndpoint } from '../upstream.js';
 import { mayBePublic } from '../token.js';
 
