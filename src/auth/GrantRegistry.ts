@@ -34,10 +34,14 @@ interface Entry {
 }
 
 interface Binding {
-  grantId: string;
+  /** The grant of bare connections; null = they get nothing (the TCP listener). */
+  grantId: string | null;
   /** A sandbox socket: connecting is the capability, and a presented capability must be this grant's. */
   exclusive: boolean;
 }
+
+/** The longest delay a Node timer takes (about 24.8 days); later deadlines are re-armed. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Names of the daemon's built-in listeners. */
 export const MAIN_LISTENER = 'main';
@@ -47,6 +51,7 @@ export class GrantRegistry {
   private readonly entries = new Map<string, Entry>();
   private readonly bindings = new Map<string, Binding>();
   private readonly revokeListeners = new Set<(grant: Grant) => void>();
+  private readonly deadlines = new Map<string, NodeJS.Timeout>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -55,34 +60,53 @@ export class GrantRegistry {
     const registry = new GrantRegistry(now);
     registry.add(policy.defaultGrant);
     registry.bind(MAIN_LISTENER, policy.defaultGrant.id, { exclusive: false });
+    registry.bind(TCP_LISTENER, null, { exclusive: false });
     for (const cap of policy.capabilities) registry.add(cap.grant, { capabilitySha256: cap.tokenSha256 });
     return registry;
   }
 
-  /** Adds a grant; its id must be new. */
+  /** Adds a grant; its id must be new. A grant with `expires` is revoked at that moment. */
   add(grant: Grant, options: AddGrantOptions = {}): void {
     if (this.entries.has(grant.id)) throw new Error(`A grant with id ${grant.id} already exists`);
+    if (options.capabilitySha256 && options.capabilitySha256.length !== 32) throw new Error('A capability hash must be a 32-byte SHA-256 digest');
     const info: Entry['info'] = { grant, created: this.now() };
     if (options.label !== undefined) info.label = options.label;
     if (options.expires !== undefined) info.expires = options.expires;
     this.entries.set(grant.id, { info, capability: options.capabilitySha256 ?? null });
+    if (options.expires !== undefined) this.armDeadline(grant.id, options.expires);
   }
 
-  /** Binds a listener to a grant: its bare connections get that grant. */
-  bind(listener: string, grantId: string, { exclusive }: { exclusive: boolean }): void {
-    if (!this.entries.has(grantId)) throw new Error(`No grant with id ${grantId}`);
+  /**
+   * Declares a listener: its bare connections get `grantId` (null = nothing). Connections to a
+   * listener never declared are refused, and an exclusive listener whose grant ended stays refusing
+   * until `unbind` (its socket is gone by then).
+   */
+  bind(listener: string, grantId: string | null, { exclusive }: { exclusive: boolean }): void {
+    if (grantId !== null && !this.entries.has(grantId)) throw new Error(`No grant with id ${grantId}`);
     if (this.bindings.has(listener)) throw new Error(`Listener ${listener} is already bound to a grant`);
     this.bindings.set(listener, { grantId, exclusive });
   }
 
-  /** Ends a grant: forgets its capability and listener bindings and tells the revoke listeners. */
+  /** Forgets a listener (its socket was closed). */
+  unbind(listener: string): void {
+    this.bindings.delete(listener);
+  }
+
+  /** Ends a grant: forgets its capability and tells the revoke listeners (the daemon closes its connections). */
   revoke(grantId: string): boolean {
     const entry = this.entries.get(grantId);
     if (!entry) return false;
     this.entries.delete(grantId);
-    for (const [listener, binding] of this.bindings) if (binding.grantId === grantId) this.bindings.delete(listener);
+    clearTimeout(this.deadlines.get(grantId));
+    this.deadlines.delete(grantId);
     for (const notify of this.revokeListeners) notify(entry.info.grant);
     return true;
+  }
+
+  /** Cancels the deadline timers (daemon stop). */
+  close(): void {
+    for (const timer of this.deadlines.values()) clearTimeout(timer);
+    this.deadlines.clear();
   }
 
   /** Called with every revoked grant (the daemon closes that grant's connections). */
@@ -112,12 +136,24 @@ export class GrantRegistry {
    */
   authorize(listener: string, capability: string | undefined): Grant | null {
     const binding = this.bindings.get(listener);
-    const bound = binding ? this.get(binding.grantId) ?? null : null;
+    if (!binding) return null;
+    const bound = binding.grantId === null ? null : (this.get(binding.grantId) ?? null);
     if (capability === undefined) return bound;
     if (!isCapabilityToken(capability)) return null;
     const found = this.forCapability(capability);
-    if (found && binding?.exclusive && found.id !== binding.grantId) return null;
+    if (found && binding.exclusive && found.id !== binding.grantId) return null;
     return found;
+  }
+
+  /** Revokes `grantId` at `expires` (epoch ms, on this registry's clock); timers never keep the process alive. */
+  private armDeadline(grantId: string, expires: number): void {
+    const delay = Math.max(0, expires - this.now());
+    const timer = setTimeout(() => {
+      if (expires - this.now() > 0) this.armDeadline(grantId, expires);
+      else this.revoke(grantId);
+    }, Math.min(delay, MAX_TIMER_MS));
+    timer.unref();
+    this.deadlines.set(grantId, timer);
   }
 
   /** Compares against every capability in constant time, so the timing does not tell which matched. */

@@ -3,7 +3,7 @@
  * runs the flow, stores the FULL token, and the client sees only URLs, user codes and the
  * sanitized token.
  */
-import { ProxyError } from '../protocol/errors.js';
+import { errors, ProxyError } from '../protocol/errors.js';
 import type { Payload } from '../protocol/messages.js';
 import { bucketOrDefault } from '../protocol/names.js';
 import { defaultFlowDeps } from '../oauth/flowDeps.js';
@@ -69,7 +69,7 @@ export function createLoginService(options: LoginServiceOptions): LoginService &
 
     async initiate(ctx, { provider, bucket, flow }: Payload<'oauth_initiate'>) {
       const adapter = options.registry.get(provider);
-      if (!adapter) throw new ProxyError('PROVIDER_NOT_FOUND', `Unknown provider: ${provider}`);
+      if (!adapter) throw errors.noOAuthProvider(provider);
       const flowType = flow ? FLOW_ALIASES[flow]! : adapter.flows[0];
       if (!flowType || !adapter.flows.includes(flowType)) {
         throw new ProxyError('FLOW_INITIATION_FAILED', `Provider ${provider} does not support the ${flow ?? 'requested'} flow (supported: ${adapter.flows.join(', ')})`);
@@ -90,7 +90,7 @@ export function createLoginService(options: LoginServiceOptions): LoginService &
       // (freeing a callback port) rather than keep an orphan.
       if (signal.aborted || !sessions.hasRoomFor(owner)) {
         await started.cancel().catch(() => {});
-        if (signal.aborted) throw new ProxyError('CANCELLED', 'Request cancelled');
+        if (signal.aborted) throw errors.cancelled();
         throw new ProxyError('RESOURCE_EXHAUSTED', 'Too many login sessions open; cancel one first');
       }
       const session = sessions.create(owner, provider, bucketOrDefault(bucket), started);

@@ -4,7 +4,7 @@
  * knows no OAuth provider and answers accordingly.
  */
 import { sanitizeToken } from '../oauth/token.js';
-import { ProxyError } from '../protocol/errors.js';
+import { errors, ProxyError } from '../protocol/errors.js';
 import type { Payload } from '../protocol/messages.js';
 import { bucketOrDefault } from '../protocol/names.js';
 import type { Handler, HandlerContext, OpResults } from './context.js';
@@ -21,13 +21,9 @@ export interface LoginService {
   shutdown(): Promise<void>;
 }
 
-function noProvider(provider: string): ProxyError {
-  return new ProxyError('PROVIDER_NOT_FOUND', `Provider ${provider} has no OAuth configuration on this host`);
-}
-
 /** The refresher checks §6.4's order (PROVIDER_NOT_FOUND, NOT_FOUND, REFRESH_NOT_AVAILABLE) itself. */
 export const refreshToken: Handler<'refresh_token'> = async (ctx, { provider, bucket }) => {
-  if (!ctx.refresher) throw noProvider(provider);
+  if (!ctx.refresher) throw errors.noOAuthProvider(provider);
   const token = await ctx.refresher.refresh(provider, bucketOrDefault(bucket), ctx.signal);
   return sanitizeToken(token, ctx.publicFields(provider));
 };
@@ -36,7 +32,7 @@ export const refreshToken: Handler<'refresh_token'> = async (ctx, { provider, bu
 export function oauthHandlers(login: LoginService | null): { [O in LoginOp]: Handler<O> } {
   return {
     oauth_initiate: async (ctx, payload) => {
-      if (!login) throw noProvider(payload.provider);
+      if (!login) throw errors.noOAuthProvider(payload.provider);
       return login.initiate(ctx, payload);
     },
     oauth_exchange: async (ctx, payload) => {

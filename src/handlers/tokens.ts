@@ -1,14 +1,10 @@
 /** Token ops: get_token, save_token, remove_token, list_providers, list_buckets, get_bucket_stats. */
 import { allowsBucket, allowsProvider } from '../auth/grants.js';
 import { sanitizeToken } from '../oauth/token.js';
-import { ProxyError } from '../protocol/errors.js';
+import { errors } from '../protocol/errors.js';
 import { bucketOrDefault } from '../protocol/names.js';
 import type { StoredToken } from '../store/types.js';
 import type { Handler, HandlerContext } from './context.js';
-
-function notFound(provider: string, bucket: string): ProxyError {
-  return new ProxyError('NOT_FOUND', `No token for provider ${provider}, bucket ${bucket}`);
-}
 
 /** The stored token, refreshed first when it is within the refresh margin and the host can refresh it. */
 async function freshToken(ctx: HandlerContext, provider: string, bucket: string, stored: StoredToken): Promise<StoredToken> {
@@ -25,7 +21,7 @@ async function freshToken(ctx: HandlerContext, provider: string, bucket: string,
 export const getToken: Handler<'get_token'> = async (ctx, { provider, bucket }) => {
   const b = bucketOrDefault(bucket);
   const stored = await ctx.tokens.read(provider, b);
-  if (!stored) throw notFound(provider, b);
+  if (!stored) throw errors.tokenNotFound(provider, b);
   const token = await freshToken(ctx, provider, b, stored);
   ctx.usage.record(provider, b, ctx.tokens.now());
   return sanitizeToken(token, ctx.publicFields(provider));
@@ -55,6 +51,6 @@ export const listBuckets: Handler<'list_buckets'> = async (ctx, { provider }) =>
 
 export const getBucketStats: Handler<'get_bucket_stats'> = async (ctx, { provider, bucket }) => {
   const b = bucketOrDefault(bucket);
-  if (!(await ctx.tokens.read(provider, b))) throw notFound(provider, b);
+  if (!(await ctx.tokens.read(provider, b))) throw errors.tokenNotFound(provider, b);
   return { bucket: b, ...ctx.usage.stats(provider, b) };
 };

@@ -7,7 +7,7 @@
  * The upstream call never follows the caller's signal: a refresh aborted after the provider rotated
  * the refresh token but before the save would burn the grant. A cancelled caller only stops waiting.
  */
-import { ProxyError } from '../protocol/errors.js';
+import { errors, ProxyError } from '../protocol/errors.js';
 import type { StoredToken } from '../store/types.js';
 import { defaultFlowDeps } from './flowDeps.js';
 import type { FlowDeps } from './flowTypes.js';
@@ -63,8 +63,7 @@ function changedSince(seen: StoredToken, current: StoredToken): boolean {
 
 /** Resolves with `promise`, or rejects with CANCELLED when `signal` aborts first (the promise runs on). */
 function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  const cancelled = () => new ProxyError('CANCELLED', 'Request cancelled');
-  return signal ? raceAbort(promise, signal, cancelled) : promise;
+  return signal ? raceAbort(promise, signal, errors.cancelled) : promise;
 }
 
 export class RefreshCoordinator {
@@ -92,7 +91,9 @@ export class RefreshCoordinator {
    */
   refresh(provider: string, bucket: string, signal?: AbortSignal): Promise<StoredToken> {
     const adapter = this.adapterOf(provider);
-    if (!adapter) return Promise.reject(new ProxyError('PROVIDER_NOT_FOUND', `Provider ${provider} has no OAuth configuration on this host`));
+    if (!adapter) return Promise.reject(errors.noOAuthProvider(provider));
+    // A caller that already gave up starts no upstream call.
+    if (signal?.aborted) return Promise.reject(errors.cancelled());
     const key = `${provider}\u0000${bucket}`;
     let flight = this.inFlight.get(key);
     if (!flight) {
@@ -179,7 +180,7 @@ export class RefreshCoordinator {
 
 /** The stored token if it can be refreshed; NOT_FOUND / REFRESH_NOT_AVAILABLE otherwise. */
 function usable(provider: string, bucket: string, token: StoredToken | null): StoredToken {
-  if (!token) throw new ProxyError('NOT_FOUND', `No token for provider ${provider}, bucket ${bucket}`);
+  if (!token) throw errors.tokenNotFound(provider, bucket);
   if (!token.refresh_token) throw new ProxyError('REFRESH_NOT_AVAILABLE', `Token for ${provider}/${bucket} has no refresh token; log in again`);
   return token;
 }

@@ -47,7 +47,15 @@ function isPublicValue(value: unknown): value is string | number | boolean {
   return typeof value === 'string' || typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value));
 }
 
-/** Builds the sanitized token by allowlist: standard fields plus `publicFields` of the provider. */
+/** Every token sanitizeToken built; the dispatcher refuses token replies that are not one of them. */
+const issued = new WeakSet<object>();
+
+/** True for a token built by sanitizeToken (frozen, so nothing was added back since). */
+export function isSanitizedToken(value: unknown): value is SanitizedToken {
+  return typeof value === 'object' && value !== null && issued.has(value);
+}
+
+/** Builds the sanitized token by allowlist: standard fields plus `publicFields` of the provider. Frozen. */
 export function sanitizeToken(token: StoredToken, publicFields: readonly string[]): SanitizedToken {
   const out: TokenView = {
     access_token: token.access_token,
@@ -60,6 +68,7 @@ export function sanitizeToken(token: StoredToken, publicFields: readonly string[
     const value = token[field];
     if (isPublicValue(value)) out[field] = value;
   }
+  issued.add(Object.freeze(out));
   return out as SanitizedToken;
 }
 

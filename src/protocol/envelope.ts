@@ -2,7 +2,7 @@
  * The one builder of reply frames (PROTOCOL.md §3–4, §10): request replies, handshake replies and
  * every error envelope, so no code path writes a reply shape by hand. Pure.
  */
-import type { ErrorCode } from './errors.js';
+import { type ErrorCode, errors, type ProxyError } from './errors.js';
 import type { JsonObject } from './framing.js';
 
 /** How one request (or handshake) ended. */
@@ -26,7 +26,13 @@ export function failure(code: ErrorCode, error: string, retryAfter?: number): Fa
   return retryAfter === undefined ? { ok: false, code, error } : { ok: false, code, error, retryAfter };
 }
 
-/** Fixed replies of §3 and §10. */
+/** The reply of a typed error; its message is safe by construction (see ProxyError). */
+export function fromError(err: ProxyError): Failure {
+  return failure(err.code, err.message, err.retryAfter);
+}
+
+/** Fixed replies of §3, §4 and §10. */
+export const REQUEST_CANCELLED = fromError(errors.cancelled());
 export const HANDSHAKE_REQUIRED = failure('INVALID_REQUEST', 'Handshake required');
 export const UNSUPPORTED_VERSION = failure('UNKNOWN_VERSION', 'Unsupported protocol version');
 export const INVALID_CAPABILITY = failure('UNAUTHORIZED', 'Invalid or missing capability token');

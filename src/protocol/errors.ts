@@ -45,3 +45,10 @@ export class ProxyError extends Error {
     super(message);
   }
 }
+
+/** The errors several layers raise, worded once. */
+export const errors = {
+  cancelled: (): ProxyError => new ProxyError('CANCELLED', 'Request cancelled'),
+  tokenNotFound: (provider: string, bucket: string): ProxyError => new ProxyError('NOT_FOUND', `No token for provider ${provider}, bucket ${bucket}`),
+  noOAuthProvider: (provider: string): ProxyError => new ProxyError('PROVIDER_NOT_FOUND', `Provider ${provider} has no OAuth configuration on this host`),
+};

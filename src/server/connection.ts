@@ -12,6 +12,7 @@ import {
   INVALID_CAPABILITY,
   type Outcome,
   replyFrame,
+  REQUEST_CANCELLED,
   UNSUPPORTED_VERSION,
 } from '../protocol/envelope.js';
 import { encodeFrame, FrameDecoder, FrameError, type JsonObject, MAX_FRAME_V1, MAX_FRAME_V2 } from '../protocol/framing.js';
@@ -39,7 +40,6 @@ interface InFlight {
 
 const HANDSHAKE_REJECT_GRACE_MS = 3_000;
 const TIMED_OUT = failure('INTERNAL_ERROR', 'Operation timed out');
-const CANCELLED = failure('CANCELLED', 'Request cancelled');
 const CONNECTION_CLOSED = failure('CANCELLED', 'Connection closed');
 
 export class Connection {
@@ -137,7 +137,7 @@ export class Connection {
     const version = negotiateVersion(frame.v, payload.minVersion, payload.maxVersion);
     if (version === null) return this.rejectHandshake({ v: 2, op: 'handshake' }, UNSUPPORTED_VERSION);
     const token = payload.capabilityToken;
-    const grant = token === undefined || typeof token === 'string' ? this.deps.authorize(token) : null;
+    const grant = token === undefined || typeof token === 'string' ? this.authorize(token) : null;
     if (!grant) return this.rejectHandshake({ v: 2, op: 'handshake' }, INVALID_CAPABILITY);
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
@@ -145,6 +145,15 @@ export class Connection {
     this.decoder.setMaxFrame(version === 2 ? MAX_FRAME_V2 : MAX_FRAME_V1);
     this.write(encodeFrame(replyFrame({ v: version, op: 'handshake' }, { ok: true, data: { version } })));
     this.deps.dispatcher.note(this.subject, 'handshake', 'ok');
+  }
+
+  /** The grant for a presented capability (or none); a failing lookup refuses rather than crashing the daemon. */
+  private authorize(token: string | undefined): Grant | null {
+    try {
+      return this.deps.authorize(token);
+    } catch {
+      return null;
+    }
   }
 
   /** Sends the rejection, then ends the connection; force-closes if the peer does not read it. */
@@ -168,12 +177,14 @@ export class Connection {
       return this.answer({ ...meta, id: 'unknown' }, failure('INVALID_REQUEST', id === null ? 'Missing or invalid request id' : 'Missing or invalid op'));
     }
     if (this.inFlight.has(id)) return this.answer(meta, failure('INVALID_REQUEST', 'Duplicate request id'));
-    if (op === 'cancel' && caller.version === 2) return this.onCancel(meta, frame.payload);
-    const prepared = dispatcher.prepare(caller, id, op, frame.payload);
-    if (!prepared.ok) return this.answer(prepared.meta, prepared.outcome);
+    const routed = dispatcher.route(caller, id, op, frame.payload);
+    if (!routed.ok) return this.answer(routed.meta, routed.outcome);
+    if (routed.op === 'cancel') return this.onCancel(routed.meta, routed.payload);
     if (this.inFlight.size >= this.deps.limits.maxInFlight) {
-      return this.answer(prepared.meta, failure('RESOURCE_EXHAUSTED', `Too many requests in flight (limit ${this.deps.limits.maxInFlight})`));
+      return this.answer(routed.meta, failure('RESOURCE_EXHAUSTED', `Too many requests in flight (limit ${this.deps.limits.maxInFlight})`));
     }
+    const prepared = dispatcher.prepare(caller, routed);
+    if (!prepared.ok) return this.answer(prepared.meta, prepared.outcome);
     const entry: InFlight = {
       meta: prepared.meta,
       abort: new AbortController(),
@@ -196,11 +207,11 @@ export class Connection {
     if (this.inFlight.size === 0) for (const wake of this.idleWaiters.splice(0)) wake();
   }
 
-  private onCancel(meta: RequestMeta, payload: unknown): void {
-    const parsed = parsePayload('cancel', payload === undefined ? {} : payload);
+  private onCancel(meta: RequestMeta, payload: Record<string, unknown>): void {
+    const parsed = parsePayload('cancel', payload);
     if (!parsed.ok) return this.answer(meta, failure('INVALID_REQUEST', parsed.message));
     const target = this.inFlight.get(parsed.payload.targetId);
-    if (target) this.finish(target, CANCELLED, true);
+    if (target) this.finish(target, REQUEST_CANCELLED, true);
     this.answer(meta, { ok: true, data: { cancelled: target !== undefined } });
   }
 
@@ -220,6 +231,8 @@ export class Connection {
     for (const entry of this.inFlight.values()) {
       clearTimeout(entry.timer);
       entry.abort.abort(CONNECTION_CLOSED);
+      // No reply can reach the client any more; the audit log still says the request existed.
+      if (this.caller) this.deps.dispatcher.abandoned(this.caller, entry.meta);
     }
     this.inFlight.clear();
     for (const wake of this.idleWaiters.splice(0)) wake();

@@ -167,6 +167,9 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
       clearTimeout(grace);
       for (const conn of connections) conn.destroy();
       await login?.shutdown();
+      // Work whose reply went out early (cancel, timeout) may still be writing the store: give it the grace too.
+      await Promise.race([dispatcher.idle(), new Promise<void>((r) => (grace = setTimeout(r, limits.shutdownGraceMs)))]);
+      clearTimeout(grace);
       // A refresh still running after the last reply must save its rotated refresh token before the store closes.
       await refresher?.idle();
       try {
@@ -174,6 +177,7 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
       } catch {
         // Already gone (removed by hand); nothing left to clean.
       }
+      grants.close();
       if (options.handleSignals) for (const s of signals) process.off(s, onSignal);
       await audit.close();
       resolveClosed();

@@ -6,11 +6,13 @@
 import type { Grant } from '../auth/grants.js';
 import type { PeerCredentials } from '../auth/peer.js';
 import { checkScope } from '../auth/scope.js';
+import { isSanitizedToken } from '../oauth/token.js';
 import type { HandlerContext, HandlerOp, HandlerServices, HandlerTable } from '../handlers/context.js';
-import { failure, type Failure, type Outcome, replyFrame, RESPONSE_TOO_LARGE } from '../protocol/envelope.js';
+import { failure, type Failure, fromError, type Outcome, replyFrame, REQUEST_CANCELLED, RESPONSE_TOO_LARGE } from '../protocol/envelope.js';
 import { ProxyError } from '../protocol/errors.js';
 import { encodeFrame, type JsonObject } from '../protocol/framing.js';
-import { isKnownOp, parsePayload, V2_ONLY_OPS } from '../protocol/messages.js';
+import { isKnownOp, type OpName, parsePayload, V2_ONLY_OPS } from '../protocol/messages.js';
+import { DEFAULT_BUCKET } from '../protocol/names.js';
 import type { ProtocolVersion } from '../protocol/version.js';
 import { StoreError } from '../store/types.js';
 import { raceAbort } from '../abort.js';
@@ -36,8 +38,14 @@ export interface RequestMeta {
   started: number;
 }
 
+/** A frame whose op is known and whose payload is an object; its op's schema is not checked yet. */
+export type Routed = { ok: true; meta: RequestMeta; op: OpName; payload: Record<string, unknown> } | Refused;
 /** A validated request ready to run, or the failure that ends it. */
-export type Prepared = { ok: true; meta: RequestMeta; run(signal: AbortSignal): Promise<Outcome> } | { ok: false; meta: RequestMeta; outcome: Failure };
+export type Prepared = { ok: true; meta: RequestMeta; run(signal: AbortSignal): Promise<Outcome> } | Refused;
+type Refused = { ok: false; meta: RequestMeta; outcome: Failure };
+
+/** How a request ended, for an in-process caller: with the original error, which never goes on a wire. */
+export type CallOutcome = Outcome & { cause?: unknown };
 
 export interface DispatcherDeps {
   handlers: HandlerTable;
@@ -46,7 +54,13 @@ export interface DispatcherDeps {
   now: () => number;
 }
 
+/** Ops whose data is a token, and polls whose "complete" reply carries one: the sanitized-result stage checks them. */
+const TOKEN_REPLIES: ReadonlySet<HandlerOp> = new Set(['get_token', 'refresh_token', 'oauth_exchange']);
+
 export class Dispatcher {
+  /** Handler work still running, including work whose request was already answered (cancel, timeout). */
+  private readonly running = new Set<Promise<unknown>>();
+
   constructor(private readonly deps: DispatcherDeps) {}
 
   /** The audit meta of a frame before it is known to be valid (rate-limit and id refusals). */
@@ -54,31 +68,48 @@ export class Dispatcher {
     return { id, op: typeof op === 'string' && isKnownOp(op) ? op : 'unknown', started: this.deps.now() };
   }
 
-  /** Checks op and payload (PROTOCOL.md §4) before anything is touched. `cancel` is the connection's. */
-  prepare(caller: Caller, id: string, op: string, rawPayload: unknown): Prepared {
+  /** First checks of PROTOCOL.md §4: a known op (v2-only ops under v2) and an object payload. */
+  route(caller: Caller, id: string, op: string, rawPayload: unknown): Routed {
     const meta = this.meta(id, op);
-    if (!isKnownOp(op) || op === 'cancel' || (V2_ONLY_OPS.has(op) && caller.version !== 2)) {
+    if (!isKnownOp(op) || (V2_ONLY_OPS.has(op) && caller.version !== 2)) {
       return { ok: false, meta: { ...meta, op: 'unknown' }, outcome: failure('INVALID_REQUEST', `Unknown operation: ${printable(op)}`) };
     }
     const payload = rawPayload === undefined ? {} : rawPayload;
     if (!isObject(payload)) return { ok: false, meta, outcome: failure('INVALID_REQUEST', 'Invalid field "payload": must be an object') };
     if (typeof payload.provider === 'string') {
       meta.provider = payload.provider.slice(0, 64);
-      meta.bucket = typeof payload.bucket === 'string' ? payload.bucket.slice(0, 64) : 'default';
+      meta.bucket = typeof payload.bucket === 'string' ? payload.bucket.slice(0, 64) : DEFAULT_BUCKET;
     }
-    const parsed = parsePayload(op, payload);
-    if (!parsed.ok) return { ok: false, meta, outcome: failure('INVALID_REQUEST', parsed.message) };
     if (typeof payload.session_id === 'string') meta.session = payload.session_id.slice(0, 8);
-    const handlerOp: HandlerOp = op;
-    return { ok: true, meta, run: (signal) => this.run(caller, handlerOp, parsed.payload as Record<string, unknown>, signal) };
+    return { ok: true, meta, op, payload };
   }
 
-  /** Prepare and run in one go, with the audit line; for in-process callers (no frame limit). */
-  async call(caller: Caller, op: string, payload: unknown, signal: AbortSignal): Promise<Outcome> {
-    const prepared = this.prepare(caller, `host-${op}`, op, payload);
+  /** The op's schema, before any store is touched. `cancel` is the connection's, never a handler's. */
+  prepare(caller: Caller, routed: Extract<Routed, { ok: true }>): Prepared {
+    const { meta, op } = routed;
+    if (op === 'cancel') return { ok: false, meta, outcome: failure('INVALID_REQUEST', 'Unknown operation: cancel') };
+    const parsed = parsePayload(op, routed.payload);
+    if (!parsed.ok) return { ok: false, meta, outcome: failure('INVALID_REQUEST', parsed.message) };
+    return { ok: true, meta, run: (signal) => this.run(caller, op, parsed.payload as Record<string, unknown>, signal) };
+  }
+
+  /** Route, prepare and run in one go, with the audit line; for in-process callers (no frame limit). */
+  async call(caller: Caller, op: string, payload: unknown, signal: AbortSignal): Promise<CallOutcome> {
+    const routed = this.route(caller, `host-${op}`, op, payload);
+    const prepared = routed.ok ? this.prepare(caller, routed) : routed;
     const outcome = prepared.ok ? await prepared.run(signal) : prepared.outcome;
     this.record(caller, prepared.meta, outcome.ok ? 'ok' : outcome.code);
     return outcome;
+  }
+
+  /** Resolves once no handler work is running (so the stores can be closed after it). */
+  async idle(): Promise<void> {
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
+  }
+
+  /** The audit line of a request that can no longer be answered: its connection closed first. */
+  abandoned(caller: Caller, meta: RequestMeta): void {
+    this.record(caller, meta, 'CONNECTION_CLOSED');
   }
 
   /**
@@ -102,8 +133,8 @@ export class Dispatcher {
     this.deps.audit.record(auditEvent(subject, op, outcome));
   }
 
-  /** Grant check and handler, raced against the request's signal (cancel, timeout, closed connection). */
-  private async run(caller: Caller, op: HandlerOp, payload: Record<string, unknown>, signal: AbortSignal): Promise<Outcome> {
+  /** Grant check, handler and the sanitized-result check, raced against the request's signal (cancel, timeout, close). */
+  private async run(caller: Caller, op: HandlerOp, payload: Record<string, unknown>, signal: AbortSignal): Promise<CallOutcome> {
     if (!caller.grant) return failure('UNAUTHORIZED', 'No grant for this connection');
     // Work for a caller that already gave up is not started at all.
     if (signal.aborted) return abortFailure(signal);
@@ -111,10 +142,17 @@ export class Dispatcher {
     const handler = this.deps.handlers[op] as (c: HandlerContext, p: unknown) => Promise<JsonObject>;
     try {
       checkScope(caller.grant, op, payload);
-      const data = await raceAbort(handler(ctx, payload), signal, () => abortFailure(signal));
+      const work = handler(ctx, payload);
+      this.running.add(work);
+      void work.then(
+        () => this.running.delete(work),
+        () => this.running.delete(work),
+      );
+      const data = await raceAbort(work, signal, () => abortFailure(signal));
+      if (!sanitizedResult(op, data)) return failure('INTERNAL_ERROR', 'Internal error');
       return { ok: true, data };
     } catch (err) {
-      return toFailure(err);
+      return { ...toFailure(err), cause: err };
     }
   }
 
@@ -128,6 +166,13 @@ export class Dispatcher {
   }
 }
 
+/** Token data must be a token that came out of sanitizeToken, not a copy with fields added back. */
+function sanitizedResult(op: HandlerOp, data: JsonObject): boolean {
+  if (TOKEN_REPLIES.has(op)) return isSanitizedToken(data);
+  if (op === 'oauth_poll' && data.status === 'complete') return isSanitizedToken(data.token);
+  return true;
+}
+
 function auditEvent(subject: Pick<Caller, 'conn' | 'peer' | 'grant'>, op: string, outcome: string): AuditEvent {
   const event: AuditEvent = { conn: subject.conn, op, outcome };
   if (subject.peer) event.peer = { pid: subject.peer.pid, uid: subject.peer.uid };
@@ -138,7 +183,7 @@ function auditEvent(subject: Pick<Caller, 'conn' | 'peer' | 'grant'>, op: string
 /** Turns anything a handler threw (or an abort reason) into a reply built from known-safe fields only. */
 function toFailure(err: unknown): Failure {
   if (isFailure(err)) return err;
-  if (err instanceof ProxyError) return failure(err.code, err.message, err.retryAfter);
+  if (err instanceof ProxyError) return fromError(err);
   // Store messages name host paths (the user's home); the sandbox learns only what kind of failure it was.
   if (err instanceof StoreError) {
     return failure('INTERNAL_ERROR', err.reason === 'locked' ? 'The credential store is busy (locked by another process); try again' : 'The credential store on the host cannot be used');
@@ -148,7 +193,7 @@ function toFailure(err: unknown): Failure {
 
 /** Why an aborted request ended: the connection's reason (timeout, cancel), else a cancellation. */
 function abortFailure(signal: AbortSignal): Failure {
-  return isFailure(signal.reason) ? signal.reason : failure('CANCELLED', 'Request cancelled');
+  return isFailure(signal.reason) ? signal.reason : REQUEST_CANCELLED;
 }
 
 function isFailure(value: unknown): value is Failure {

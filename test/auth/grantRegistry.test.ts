@@ -52,6 +52,24 @@ describe('GrantRegistry', () => {
     expect(registry.authorize('sandbox-a', undefined)).toBeNull();
     expect(registry.authorize(MAIN_LISTENER, a)).toBeNull();
     expect(registry.authorize(MAIN_LISTENER, b)?.id).toBe('run-b');
+    // The sandbox listener of a revoked grant stays exclusive: another grant's capability is no key to it.
+    expect(registry.authorize('sandbox-a', b)).toBeNull();
+    registry.unbind('sandbox-a');
+    expect(registry.authorize('sandbox-a', b)).toBeNull();
+  });
+
+  it('a listener it was never told about refuses everything, capabilities included', () => {
+    const registry = GrantRegistry.fromPolicy(OPEN_POLICY);
+    const token = newCapability();
+    registry.add(grant('cap'), { capabilitySha256: hashCapability(token) });
+    expect(registry.authorize('no-such-listener', undefined)).toBeNull();
+    expect(registry.authorize('no-such-listener', token)).toBeNull();
+  });
+
+  it('refuses a capability hash that is not a 32-byte SHA-256 (it would break the constant-time compare)', () => {
+    const registry = new GrantRegistry();
+    expect(() => registry.add(grant('bad'), { capabilitySha256: Buffer.from(hashCapability(newCapability()).toString('hex')) })).toThrow(/32-byte/);
+    expect(registry.list()).toEqual([]);
   });
 
   it('a grant past its deadline selects nothing and is not listed', () => {
@@ -59,9 +77,19 @@ describe('GrantRegistry', () => {
     const registry = new GrantRegistry(() => now);
     const token = newCapability();
     registry.add(grant('ttl'), { capabilitySha256: hashCapability(token), expires: 2_000 });
+    registry.bind(TCP_LISTENER, null, { exclusive: false });
     expect(registry.authorize(TCP_LISTENER, token)?.id).toBe('ttl');
     now = 2_000;
     expect(registry.authorize(TCP_LISTENER, token)).toBeNull();
     expect(registry.list()).toEqual([]);
+    registry.close();
+  });
+
+  it('revokes a grant at its deadline by itself', async () => {
+    const registry = new GrantRegistry();
+    const revoked = new Promise<string>((resolve) => registry.onRevoke((g) => resolve(g.id)));
+    registry.add(grant('short'), { expires: Date.now() + 50 });
+    expect(await revoked).toBe('short');
+    expect(registry.get('short')).toBeUndefined();
   });
 });

@@ -8,7 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashCapability, newCapability } from '../../src/auth/capability.js';
 import { GrantRegistry, MAIN_LISTENER } from '../../src/auth/GrantRegistry.js';
 import { OPEN_POLICY } from '../../src/auth/policy.js';
-import { buildHandlers, BucketUsage } from '../../src/handlers/index.js';
+import { FULL_GRANT } from '../../src/auth/grants.js';
+import { buildHandlers, BucketUsage, type HandlerTable } from '../../src/handlers/index.js';
+import { HostLoginBackend } from '../../src/cli/util/loginHost.js';
+import type { ProviderRegistry } from '../../src/oauth/providerTypes.js';
+import { sanitizeToken } from '../../src/oauth/token.js';
+import { StoreError, type StoredToken } from '../../src/store/types.js';
 import { TokenService } from '../../src/oauth/TokenService.js';
 import { encodeFrame, FrameDecoder, type JsonObject, MAX_FRAME_V2 } from '../../src/protocol/framing.js';
 import { openAuditLog } from '../../src/server/audit.js';
@@ -18,6 +23,7 @@ import { DEFAULT_LIMITS } from '../../src/server/options.js';
 import { memoryTransportPair, type Transport } from '../../src/server/transport.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import { HOST_REFRESH_TOKEN, sampleToken, startTestDaemon, tempDir, type TestDaemon } from '../helpers/daemon.js';
+import { SlowStore } from '../helpers/slowStore.js';
 import { RawClient } from '../helpers/rawClient.js';
 
 /** The client end of an in-memory pair, reading frames with the project's decoder. */
@@ -163,6 +169,108 @@ describe('grants at run time', () => {
       again.close();
     } finally {
       await d.stop();
+    }
+  });
+});
+
+describe('the sanitized-result stage', () => {
+  it('refuses token data that did not come out of sanitizeToken, even a sanitized copy with a secret added back', async () => {
+    const store = new MemoryStore();
+    const stored = sampleToken({ access_token: 'at-leak' });
+    await store.saveToken('anthropic', 'default', stored);
+    const leaky: HandlerTable = {
+      ...buildHandlers(null),
+      get_token: async () => ({ ...sanitizeToken(stored, []), refresh_token: stored.refresh_token }) as never,
+      refresh_token: async () => stored as never,
+    };
+    const dispatcher = new Dispatcher({
+      handlers: leaky,
+      services: { tokens: new TokenService(store), keys: store, usage: new BucketUsage(), refresher: null, publicFields: () => [] },
+      audit: openAuditLog('off'),
+      now: Date.now,
+    });
+    const caller = { conn: 1, peer: null, grant: FULL_GRANT, version: 2 as const };
+    for (const op of ['get_token', 'refresh_token']) {
+      const outcome = await dispatcher.call(caller, op, { provider: 'anthropic' }, new AbortController().signal);
+      expect(outcome).toMatchObject({ ok: false, code: 'INTERNAL_ERROR', error: 'Internal error' });
+      expect(JSON.stringify(outcome)).not.toContain(HOST_REFRESH_TOKEN);
+    }
+  });
+});
+
+describe('connection ends', () => {
+  it('a request still in flight when its connection closes gets an audit line', async () => {
+    const dir = tempDir();
+    const auditFile = path.join(dir, 'audit.log');
+    const store = new SlowStore(2_000);
+    await store.saveToken('slow', 'default', sampleToken());
+    const d = await startTestDaemon({ tokens: store, keys: store, audit: auditFile });
+    try {
+      const c = await RawClient.ready(d.socketPath);
+      c.send({ v: 2, id: 'cut', op: 'get_token', payload: { provider: 'slow' } });
+      await c.request('list_api_keys'); // the get_token frame has been read by now
+      c.close();
+      await d.stop();
+      const lines = fs.readFileSync(auditFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(lines.filter((l) => l.op === 'get_token').map((l) => [l.provider, l.outcome])).toEqual([['slow', 'CONNECTION_CLOSED']]);
+    } finally {
+      await d.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a grant that reaches its deadline closes its connections and refuses its capability', async () => {
+    const d = await startTestDaemon({ tcp: '127.0.0.1:0' });
+    try {
+      const token = newCapability();
+      d.daemon.grants.add({ id: 'brief', providers: '*', keys: [], ops: ['read'] }, { capabilitySha256: hashCapability(token), expires: Date.now() + 300 });
+      const c = await RawClient.connect(d.daemon.tcpAddress!);
+      c.send({ v: 2, op: 'handshake', payload: { minVersion: 1, maxVersion: 2, capabilityToken: token } });
+      expect(await c.next()).toMatchObject({ ok: true });
+      expect(await c.waitClosed()).toBe(true);
+      const again = await RawClient.connect(d.daemon.tcpAddress!);
+      again.send({ v: 2, op: 'handshake', payload: { minVersion: 1, maxVersion: 2, capabilityToken: token } });
+      expect(await again.next()).toMatchObject({ ok: false, code: 'UNAUTHORIZED' });
+      again.close();
+    } finally {
+      await d.stop();
+    }
+  });
+});
+
+describe('host-side login through the in-process pipeline', () => {
+  it('a store failure reaches the host user with the store\'s own message (never a sandbox)', async () => {
+    const token: StoredToken = { access_token: 'at', expiry: Math.floor(Date.now() / 1000) + 3600, token_type: 'Bearer', refresh_token: 'rt-host' };
+    const registry: ProviderRegistry = {
+      get: (name) =>
+        name === 'fake'
+          ? {
+              name: 'fake',
+              flows: ['device_code'],
+              publicFields: [],
+              start: async () => ({
+                flowType: 'device_code',
+                publicData: { verification_url: 'https://idp.corp.internal/device', verification_uri: 'https://idp.corp.internal/device', user_code: 'ABCD' },
+                pollIntervalMs: () => 1_000,
+                poll: async () => ({ status: 'complete', token }),
+                cancel: async () => {},
+              }),
+            }
+          : undefined,
+      list: () => [],
+    };
+    class FullDisk extends MemoryStore {
+      override async saveToken(): Promise<void> {
+        throw new StoreError('io', 'Cannot write /home/alice/.local/share/credproxy/store.enc: ENOSPC');
+      }
+    }
+    const store = new FullDisk();
+    const backend = new HostLoginBackend(registry, { tokens: store, keys: store, backend: 'file', reason: '', protects: '', dataDir: '/nonexistent' });
+    try {
+      const start = await backend.initiate('fake', 'default', undefined);
+      await expect(backend.poll(start.session_id, new AbortController().signal)).rejects.toThrow(/ENOSPC/);
+    } finally {
+      await backend.close();
     }
   });
 });

@@ -130,7 +130,10 @@ describe('limits and cancel', () => {
   it('answers the 17th request in flight with RESOURCE_EXHAUSTED', async () => {
     const c = await RawClient.ready(slow.daemon.socketPath);
     for (let i = 0; i < 17; i++) c.send({ v: 2, id: `f${i}`, op: 'get_token', payload: { provider: 'slow' } });
+    // The cap is checked before the op's schema, as before any other work.
+    c.send({ v: 2, id: 'bad-schema', op: 'get_token', payload: { provider: 'bad name' } });
     expect(await c.replyFor('f16')).toMatchObject({ ok: false, code: 'RESOURCE_EXHAUSTED' });
+    expect(await c.replyFor('bad-schema')).toMatchObject({ ok: false, code: 'RESOURCE_EXHAUSTED' });
     for (let i = 0; i < 16; i++) expect(await c.replyFor(`f${i}`)).toMatchObject({ ok: true });
     c.close();
   });

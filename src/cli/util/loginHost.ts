@@ -44,11 +44,15 @@ export class HostLoginBackend implements LoginBackend {
     });
   }
 
-  /** One op through the pipeline; a failure is thrown as the ProxyError a client would have read. */
+  /**
+   * One op through the pipeline. A failure is thrown as what caused it: on the host the user may see
+   * a store's own message (its path, ENOSPC), which a sandbox never does.
+   */
   private async call(op: string, payload: JsonObject, signal: AbortSignal): Promise<JsonObject> {
     const outcome = await this.dispatcher.call(this.caller, op, payload, AbortSignal.any([signal, this.lifetime.signal]));
-    if (!outcome.ok) throw new ProxyError(outcome.code, outcome.error, outcome.retryAfter);
-    return outcome.data;
+    if (outcome.ok) return outcome.data;
+    if (outcome.cause instanceof Error) throw outcome.cause;
+    throw new ProxyError(outcome.code, outcome.error, outcome.retryAfter);
   }
 
   async initiate(provider: string, bucket: string, flow: FlowName | undefined): Promise<LoginStart> {
@@ -67,9 +71,13 @@ export class HostLoginBackend implements LoginBackend {
     await this.call('oauth_cancel', { session_id: sessionId }, this.lifetime.signal);
   }
 
-  /** Cancels every open session (freeing callback ports); the stores stay with their opener. */
+  /**
+   * Cancels every open session (freeing callback ports) and waits for work still running — a token
+   * being stored when Ctrl-C came — so the opener closes the stores only after it.
+   */
   async close(): Promise<void> {
     this.lifetime.abort();
     await this.login.shutdown().catch(() => {});
+    await this.dispatcher.idle();
   }
 }
