@@ -37,10 +37,6 @@ export class TokenService {
     this.refreshMarginS = options.refreshMarginS ?? DEFAULT_REFRESH_MARGIN_S;
   }
 
-  get backend(): TokenStore['backend'] {
-    return this.store.backend;
-  }
-
   /** The stored token (with its secrets: host use only), or null. */
   read(provider: string, bucket: string): Promise<StoredToken | null> {
     return this.store.getToken(provider, bucket);
