@@ -14,6 +14,11 @@
  * The native library reads DBUS_SESSION_BUS_ADDRESS from the real process environment at its first
  * use and keeps that connection setting for the life of the process.
  *
+ * A locked collection (a keyring nobody unlocked at login, or one the user locked) makes the library
+ * ask the Secret Service to unlock it, which shows a prompt on a desktop and is dismissed at once
+ * where no prompter can run. Either way the operation fails with StoreError 'unavailable' naming the
+ * locked collection, without a retry (a retry would only prompt again) and without changing anything.
+ *
  * Keyrings cannot be watched, so writers serialize on a lock around `<dataDir>/keyring.state` and
  * rewrite that small file after every change; its stat signature is the change stamp, and reads are
  * cached until it moves. Changes made behind credproxy's back (seahorse, secret-tool) are not seen
@@ -201,7 +206,7 @@ export class KeyringStore implements TokenStore, KeyStore {
     try {
       found = await findCredentialsAsync(this.service);
     } catch (err) {
-      throw unavailable('list', err);
+      throw keyringError('list', err);
     }
     for (const { account, password } of found) {
       const [kind, a, b, extra] = account.split(':');
@@ -233,7 +238,7 @@ export class KeyringStore implements TokenStore, KeyStore {
     try {
       found = await findCredentialsAsync(this.service);
     } catch (err) {
-      throw unavailable('verify', err);
+      throw keyringError('verify', err);
     }
     if (!found.some((c) => c.account === account)) {
       await this.call(account, 'delete', (entry) => entry.deleteCredential()).catch(() => undefined);
@@ -245,14 +250,18 @@ export class KeyringStore implements TokenStore, KeyStore {
     this.verified = true;
   }
 
-  /** Runs a keyring call; a broken cached entry (say, the Secret Service restarted) is rebuilt once. */
+  /**
+   * Runs a keyring call; a broken cached entry (say, the Secret Service restarted) is rebuilt once.
+   * A locked collection is not retried: the entry is fine and a retry would only prompt again.
+   */
   private async call<T>(account: string, action: string, op: (entry: AsyncEntry) => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await op(this.entry(account));
       } catch (err) {
+        if (isLockedCollection(err)) throw keyringError(action, err);
         this.entries.delete(account);
-        if (attempt >= 1) throw unavailable(action, err);
+        if (attempt >= 1) throw keyringError(action, err);
       }
     }
   }
@@ -294,8 +303,27 @@ export class KeyringStore implements TokenStore, KeyStore {
   }
 }
 
+function errorText(err: unknown): string {
+  return String((err as Error)?.message ?? err);
+}
+
+/**
+ * The library's ways of saying the collection is locked: dbus-secret-service (entries) reports a
+ * dismissed unlock prompt or a locked object, the zbus secret-service path (searches) the Secret
+ * Service's IsLocked error or its own dismissed prompt.
+ */
+function isLockedCollection(err: unknown): boolean {
+  return /unlock prompt was dismissed|prompt dismissed|object locked|Error\.IsLocked/i.test(errorText(err));
+}
+
 /** Native keyring errors describe D-Bus/keychain failures, never secret values; keep them short. */
-function unavailable(action: string, err: unknown): StoreError {
-  const detail = String((err as Error)?.message ?? err).slice(0, 300);
+function keyringError(action: string, err: unknown): StoreError {
+  const detail = errorText(err).slice(0, 300);
+  if (isLockedCollection(err)) {
+    return new StoreError(
+      'unavailable',
+      `The OS keyring failed to ${action}: its default collection (the Secret Service collection with the alias "default", normally the "login" keyring) is locked and was not unlocked (${detail}). Unlock it, for example by logging in to the desktop session or with \`gnome-keyring-daemon --unlock\`, and try again`,
+    );
+  }
   return new StoreError('unavailable', `The OS keyring failed to ${action}: ${detail}`);
 }

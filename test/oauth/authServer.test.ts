@@ -22,12 +22,23 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as oauth from 'oauth4webapi';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startAuthServer, type AuthServer } from '../helpers/authServer.js';
 
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 const insecure = { [oauth.allowInsecureRequests]: true } as const;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Holds Date still for the in-process server and the test alike (timers stay real), so expiry and
+ * poll spacing are decided by advance() and not by how busy the machine is.
+ */
+function holdDate(): { advance(ms: number): void; release(): void } {
+  vi.useFakeTimers({ toFake: ['Date'], now: Date.now() });
+  return {
+    advance: (ms) => vi.setSystemTime(Date.now() + ms),
+    release: () => vi.useRealTimers(),
+  };
+}
 
 type Json = Record<string, unknown>;
 
@@ -306,38 +317,41 @@ describe('authorization server harness (options)', () => {
   });
 
   it('an expired device code answers expired_token and can no longer be approved; access token TTL is configurable', async () => {
-    const server = await startAuthServer({ deviceCodeTtlSeconds: 1, accessTokenTtlSeconds: 42 });
+    const server = await startAuthServer({ deviceCodeTtlSeconds: 60, accessTokenTtlSeconds: 42 });
+    const date = holdDate();
     try {
       const expiring = await startDevice(server);
-      expect(expiring.expires_in).toBe(1);
+      expect(expiring.expires_in).toBe(60);
       const approved = await startDevice(server);
       await server.approveDevice(approved.user_code);
       const tokens = await pollDevice(server, approved.device_code);
       expect(tokens.body.expires_in).toBe(42);
 
       expect((await pollDevice(server, expiring.device_code)).body.error).toBe('authorization_pending');
-      await sleep(2_000); // expiry has whole-second resolution
+      date.advance(61_000); // expiry has whole-second resolution
       const res = await pollDevice(server, expiring.device_code);
       expect(res.status).toBe(400);
       expect(res.body.error).toBe('expired_token');
       await expect(server.approveDevice(expiring.user_code)).rejects.toThrow(/ExpiredError/);
     } finally {
+      date.release();
       await server.close();
     }
   });
 
   it('enforcePollInterval: a too-fast pending poll gets slow_down and the enforced interval grows; tokens are never withheld', async () => {
     const server = await startAuthServer({ enforcePollInterval: true, deviceInterval: 1, slowDownIncrementSeconds: 1 });
+    const date = holdDate();
     try {
       const started = await startDevice(server);
       expect((await pollDevice(server, started.device_code)).body.error).toBe('authorization_pending');
-      const tooFast = await pollDevice(server, started.device_code);
+      const tooFast = await pollDevice(server, started.device_code); // at the same instant
       expect(tooFast.status).toBe(400);
       expect(tooFast.body.error).toBe('slow_down');
 
-      await sleep(1_200); // longer than the advertised 1 s but shorter than the raised 2 s
+      date.advance(1_200); // longer than the advertised 1 s but shorter than the raised 2 s
       expect((await pollDevice(server, started.device_code)).body.error).toBe('slow_down');
-      await sleep(3_050); // the interval is now 3 s
+      date.advance(3_050); // the interval is now 3 s
       expect((await pollDevice(server, started.device_code)).body.error).toBe('authorization_pending');
 
       await server.approveDevice(started.user_code);
@@ -345,6 +359,7 @@ describe('authorization server harness (options)', () => {
       expect(tokens.status).toBe(200);
       expect(tokens.body.refresh_token).toEqual(expect.any(String));
     } finally {
+      date.release();
       await server.close();
     }
   });

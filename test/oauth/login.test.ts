@@ -12,12 +12,14 @@ import { MemoryStore } from '../../src/store/memory.js';
 import { startAuthServer, type AuthServer } from '../helpers/authServer.js';
 import { allReceivedText, RawClient } from '../helpers/rawClient.js';
 import { tempDir } from '../helpers/daemon.js';
-import { runSpecClient, SPEC_CLIENT } from '../helpers/specClient.js';
+import { canSwitchUid, mustSwitchUid, OTHER_UID, OtherUidArea } from '../helpers/otherUid.js';
 
 let idp: AuthServer;
 let daemon: Daemon;
 let store: MemoryStore;
 let auditFile: string;
+/** Holds the daemon's socket, so that a client of another uid can reach it once exposed. */
+let area: OtherUidArea;
 /** The daemon's clock: real time plus a skew tests can advance. */
 let skewMs = 0;
 const clock = () => Date.now() + skewMs;
@@ -47,11 +49,13 @@ beforeAll(async () => {
   );
   store = new MemoryStore();
   auditFile = path.join(dir, 'audit.log');
-  daemon = await startDaemon({ tokens: store, keys: store, socketPath: path.join(dir, 'l.sock'), audit: auditFile, providers: loadProviderRegistry({ configPath }), now: clock, allowUids: [65534] });
+  area = OtherUidArea.create();
+  daemon = await startDaemon({ tokens: store, keys: store, socketPath: area.socketPath('l.sock'), audit: auditFile, providers: loadProviderRegistry({ configPath }), now: clock, allowUids: [OTHER_UID] });
 });
 
 afterAll(async () => {
   await daemon.stop();
+  area?.remove();
   await idp.close();
   // No secret of any login crossed the socket or reached the audit log.
   const received = allReceivedText();
@@ -318,21 +322,15 @@ describe('session rules', () => {
     c.close();
   });
 
-  it.skipIf(process.getuid?.() !== 0 && process.env.CI !== 'true')('a client of another uid cannot poll or cancel someone else\'s session', async () => {
+  it.skipIf(!canSwitchUid && !mustSwitchUid)('a client of another uid cannot poll or cancel someone else\'s session', async () => {
+    expect(canSwitchUid, 'this test needs root and /usr/bin/setpriv').toBe(true);
     const owner = await client();
     const init = (await owner.request('oauth_initiate', { provider: 'myidp', flow: 'device' })).data as Record<string, string>;
-    fs.chmodSync(path.dirname(daemon.socketPath), 0o755);
-    fs.chmodSync(daemon.socketPath, 0o666);
-    fs.chmodSync(path.dirname(SPEC_CLIENT), 0o755);
-    const frames = await runSpecClient(
-      daemon.socketPath,
-      'v2',
-      [
-        { op: 'oauth_poll', payload: { session_id: init.session_id } },
-        { op: 'oauth_cancel', payload: { session_id: init.session_id } },
-      ],
-      ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'],
-    );
+    area.expose(daemon.socketPath);
+    const frames = await area.run(daemon.socketPath, 'v2', [
+      { op: 'oauth_poll', payload: { session_id: init.session_id } },
+      { op: 'oauth_cancel', payload: { session_id: init.session_id } },
+    ]);
     expect(frames[1]).toMatchObject({ ok: false, code: 'UNAUTHORIZED', error: 'Session belongs to another client' });
     expect(frames[2]).toMatchObject({ ok: true, data: {} });
     // The foreign cancel was a no-op: the owner's session still answers.

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileStore } from '../../src/store/fileStore.js';
-import { assertBuilt, blobFor, cleanEnv, removeTempDirs, runWorker, startWorker, tempDir, token } from './helpers.js';
+import { assertBuilt, blobFor, cleanEnv, removeTempDirs, runWorker, runWorkers, startWorker, tempDir, token } from './helpers.js';
 
 beforeAll(assertBuilt);
 afterAll(removeTempDirs);
@@ -17,7 +17,7 @@ describe('FileStore shared by several processes', () => {
   ] as const) {
     it(`4 processes x 25 read-modify-write updates lose none (${label})`, { timeout: 120_000 }, async () => {
       const dir = tempDir();
-      await Promise.all([0, 1, 2, 3].map((id) => runWorker({ op: 'increment', dataDir: dir, id, count: 25 }, env)));
+      await runWorkers([0, 1, 2, 3].map((id) => ({ op: 'increment', dataDir: dir, id, count: 25 })), env);
       const store = await FileStore.open({ dataDir: dir, env });
       expect((await store.getToken('counter', 'default'))!.count).toBe(100);
       const keys = await store.listKeys();

@@ -95,6 +95,18 @@ export async function runWorker(cmd: Record<string, unknown>, env?: NodeJS.Proce
   return run.lines;
 }
 
+/**
+ * Runs workers side by side and waits for every one of them before reporting, so a failing worker
+ * cannot leave the others running into the next test.
+ */
+export async function runWorkers(cmds: Record<string, unknown>[], env?: NodeJS.ProcessEnv): Promise<string[][]> {
+  const runs = cmds.map((cmd) => startWorker(cmd, env));
+  const results = await Promise.all(runs.map((run) => run.exited));
+  const failures = results.flatMap(({ code, signal, stderr }, i) => (code === 0 ? [] : [`store worker ${i} (${String(cmds[i]!.op)}) exited with ${code ?? signal}: ${stderr}`]));
+  if (failures.length > 0) throw new Error(failures.join('\n'));
+  return runs.map((run) => run.lines);
+}
+
 export function modeOf(file: string): number {
   return fs.statSync(file).mode & 0o777;
 }

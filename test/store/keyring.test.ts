@@ -4,11 +4,11 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { KeyringStore } from '../../src/store/keyring.js';
 import { openStores, probeKeyring } from '../../src/store/open.js';
 import { storeContract, type Store } from './contract.js';
-import { assertBuilt, removeTempDirs, runWorker, startWorker, tempDir, token } from './helpers.js';
+import { assertBuilt, removeTempDirs, runWorker, runWorkers, startWorker, tempDir, token } from './helpers.js';
 import { missingBinaries, SECRET_SERVICE_PACKAGES, startSecretService, startSessionBus, type SecretService } from './secretService.js';
 
 const missing = missingBinaries();
@@ -31,6 +31,12 @@ describe.skipIf(skip)('KeyringStore with a real Secret Service', () => {
     ss = await startSecretService();
     // The native library reads this at its first use in this process, which comes after this line.
     process.env.DBUS_SESSION_BUS_ADDRESS = ss.address;
+  });
+
+  // A test that broke the service (our daemon died, lost its name or its unlock) fails here with the
+  // daemon's own words, instead of the next test failing with a misleading keyring error.
+  afterEach(async () => {
+    await ss?.assertHealthy();
   });
 
   afterAll(async () => {
@@ -81,10 +87,34 @@ describe.skipIf(skip)('KeyringStore with a real Secret Service', () => {
   it('3 processes x 10 locked read-modify-write updates lose none', { timeout: 120_000 }, async () => {
     const dir = tempDir();
     const service = nextService();
-    await Promise.all([0, 1, 2].map((id) => runWorker({ op: 'increment', backend: 'keyring', dataDir: dir, service, id, count: 10 })));
+    await runWorkers([0, 1, 2].map((id) => ({ op: 'increment', backend: 'keyring', dataDir: dir, service, id, count: 10 })));
     const store = await openKeyring(dir, service);
     expect((await store.getToken('counter', 'default'))!.count).toBe(30);
     expect(await store.listKeys()).toHaveLength(30);
+  });
+
+  it('a locked collection: each operation fails with a StoreError naming it, changes nothing, and the data is there once unlocked', async () => {
+    const dir = tempDir();
+    const service = nextService();
+    const store = await openKeyring(dir, service);
+    await store.saveToken('p', 'b', token({ access_token: 'at-before' }));
+    await store.setKey('k', 'v0');
+    const collection = await ss!.lockDefaultCollection();
+    expect(collection).toBe('/org/freedesktop/secrets/collection/login');
+    try {
+      const locked = await openKeyring(dir, service); // nothing cached
+      const refused = { name: 'StoreError', reason: 'unavailable', message: expect.stringMatching(/default collection .*"login" keyring\) is locked/) };
+      await expect(locked.getToken('p', 'b')).rejects.toMatchObject(refused);
+      await expect(locked.getKey('k')).rejects.toMatchObject(refused);
+      await expect(locked.listKeys()).rejects.toMatchObject(refused);
+      await expect(locked.saveToken('p', 'b', token({ access_token: 'at-while-locked' }))).rejects.toMatchObject(refused);
+      await expect(locked.setKey('k2', 'v')).rejects.toMatchObject(refused);
+    } finally {
+      await ss!.restartKeyring(); // the restarted daemon unlocks the login keyring again
+    }
+    const unlocked = await openKeyring(dir, service);
+    expect((await unlocked.getToken('p', 'b'))!.access_token).toBe('at-before');
+    expect(await unlocked.listKeys()).toEqual(['k']);
   });
 
   it('rebuilds its connection when the Secret Service restarts, and the data survived on disk', async () => {
@@ -122,7 +152,7 @@ describe.skipIf(skip)('KeyringStore with a real Secret Service', () => {
   });
 
   it('probe: a session bus without a Secret Service fails fast with the D-Bus reason', async () => {
-    const bare = await startSessionBus({ bare: true });
+    const bare = await startSessionBus();
     try {
       const started = Date.now();
       // Probed in a child process, so this worker's keyring connection is not affected.

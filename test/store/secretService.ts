@@ -1,7 +1,14 @@
 /**
- * A real, private Secret Service for tests: a session dbus-daemon plus gnome-keyring-daemon
+ * A real, private Secret Service for tests: a private dbus-daemon plus gnome-keyring-daemon
  * (secrets component, login keyring unlocked with a test password) in a throwaway HOME.
  * Debian packages: dbus (dbus-daemon, dbus-send) and gnome-keyring.
+ *
+ * The bus activates nothing. A stock session bus starts `gnome-keyring-daemon --start` (no
+ * password, so its login collection is locked) for any call to org.freedesktop.secrets made while
+ * nobody owns the name, e.g. in the gap of restartKeyring(); that daemon then keeps the name, ours
+ * logs "another secret service is running", and every keyring call fails with "unlock prompt was
+ * dismissed". Readiness is therefore not "someone owns the name" but: our child owns it and the
+ * default collection answers Locked=false (see waitUntilReady).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -39,6 +46,10 @@ export interface SecretService extends SessionBus {
   searchItems(service: string): Promise<string[]>;
   /** Stops and restarts gnome-keyring-daemon on the same HOME (the keyring file on disk). */
   restartKeyring(): Promise<void>;
+  /** Throws, with gnome-keyring-daemon's stderr, unless our daemon still serves an unlocked default collection. */
+  assertHealthy(): Promise<void>;
+  /** Locks the default collection (no prompt needed); restartKeyring() unlocks it again. Returns its object path. */
+  lockDefaultCollection(): Promise<string>;
 }
 
 const PASSWORD = 'credproxy-test-login';
@@ -52,26 +63,25 @@ function killAndWait(child: ChildProcess): Promise<void> {
   });
 }
 
-/** Starts a session bus; `bare` uses a config without service activation (nothing answers). */
-export async function startSessionBus(options: { bare?: boolean } = {}): Promise<SessionBus> {
+/**
+ * Starts a private session bus without service activation: only processes started here own names,
+ * and a call to a name nobody owns fails at once (ServiceUnknown) instead of starting something.
+ */
+export async function startSessionBus(): Promise<SessionBus> {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'cps-ss-'));
   const runtime = path.join(home, 'run');
   fs.mkdirSync(runtime, { mode: 0o700 });
   const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, XDG_RUNTIME_DIR: runtime, XDG_DATA_HOME: path.join(home, 'data'), XDG_CONFIG_HOME: path.join(home, 'config') };
   delete env.DBUS_SESSION_BUS_ADDRESS;
-  const args = ['--nofork', '--print-address=1', '--nopidfile'];
-  if (options.bare) {
-    const config = path.join(home, 'bus.conf');
-    fs.writeFileSync(
-      config,
-      `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+  const config = path.join(home, 'bus.conf');
+  // The stock session.conf minus <standard_session_servicedirs/> (and its resource limits).
+  fs.writeFileSync(
+    config,
+    `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig><type>session</type><listen>unix:dir=${home}</listen><auth>EXTERNAL</auth>
 <policy context="default"><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/><allow own="*"/></policy></busconfig>`,
-    );
-    args.unshift(`--config-file=${config}`);
-  } else {
-    args.unshift('--session');
-  }
+  );
+  const args = [`--config-file=${config}`, '--nofork', '--print-address=1', '--nopidfile'];
   const bus = spawn('dbus-daemon', args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let busErr = '';
   bus.stderr!.setEncoding('utf8').on('data', (d: string) => (busErr += d));
@@ -95,31 +105,72 @@ export async function startSessionBus(options: { bare?: boolean } = {}): Promise
   };
 }
 
+/** How long a daemon may take to become ready on a loaded machine before the harness gives up. */
+const READY_TIMEOUT_MS = 30_000;
+
 export async function startSecretService(): Promise<SecretService> {
   const bus = await startSessionBus();
   const { env } = bus;
   const dbusSend = (...args: string[]) => execFileAsync('dbus-send', ['--session', '--print-reply', ...args], { env, encoding: 'utf8' });
 
   let keyring: ChildProcess | undefined;
-  const startKeyring = async () => {
-    const child = spawn('gnome-keyring-daemon', ['--foreground', '--unlock', '--components=secrets'], { env, stdio: ['pipe', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-    child.stdin!.end(PASSWORD);
-    keyring = child;
-    const deadline = Date.now() + 10_000;
+  let keyringErr = '';
+  let expectedExit = false;
+  let unexpectedExit: string | undefined;
+
+  /** Why the service is not (yet) usable through our own daemon, or null when it is. */
+  const notReady = (child: ChildProcess): Promise<string | null> =>
+    probe(child).catch((err: unknown) => `D-Bus call failed: ${String((err as Error).message ?? err).trim().split('\n')[0]}`);
+  const probe = async (child: ChildProcess): Promise<string | null> => {
+    if (child.exitCode !== null || child.signalCode !== null) return `gnome-keyring-daemon exited (${child.exitCode ?? child.signalCode})`;
+    const owner = await dbusSend('--dest=org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus.GetConnectionUnixProcessID', 'string:org.freedesktop.secrets').then(
+      ({ stdout }) => Number(/uint32 (\d+)/.exec(stdout)?.[1]),
+      () => null,
+    );
+    if (owner === null) return 'nobody owns org.freedesktop.secrets yet';
+    if (owner !== child.pid) return `org.freedesktop.secrets is owned by pid ${owner}, not by our gnome-keyring-daemon (pid ${child.pid})`;
+    const alias = await dbusSend('--dest=org.freedesktop.secrets', '/org/freedesktop/secrets', 'org.freedesktop.Secret.Service.ReadAlias', 'string:default');
+    const collection = /object path "([^"]+)"/.exec(alias.stdout)?.[1];
+    if (!collection || collection === '/') return 'the default collection does not exist yet';
+    const { stdout } = await dbusSend('--dest=org.freedesktop.secrets', collection, 'org.freedesktop.DBus.Properties.Get', 'string:org.freedesktop.Secret.Collection', 'string:Locked');
+    if (!/boolean false/.test(stdout)) return `the default collection ${collection} is locked`;
+    return null;
+  };
+
+  /** Polls notReady until it clears: a readiness condition, not a fixed sleep. */
+  const waitUntilReady = async (child: ChildProcess) => {
+    const deadline = Date.now() + READY_TIMEOUT_MS;
     for (;;) {
-      if (child.exitCode !== null) throw new Error(`gnome-keyring-daemon exited (${child.exitCode}): ${err}`);
-      const { stdout } = await dbusSend('--dest=org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus.NameHasOwner', 'string:org.freedesktop.secrets');
-      if (/boolean true/.test(stdout)) return;
-      if (Date.now() > deadline) throw new Error(`gnome-keyring-daemon did not take org.freedesktop.secrets within 10 s: ${err}`);
+      const why = await notReady(child);
+      if (why === null) return;
+      if (child.exitCode !== null || child.signalCode !== null || why.includes('owned by pid') || Date.now() > deadline) {
+        throw new Error(`the test Secret Service is not usable: ${why}; gnome-keyring-daemon said: ${keyringErr.trim() || '(nothing)'}`);
+      }
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
+  };
+
+  const startKeyring = async () => {
+    keyringErr = '';
+    expectedExit = false;
+    unexpectedExit = undefined;
+    const child = spawn('gnome-keyring-daemon', ['--foreground', '--unlock', '--components=secrets'], { env, stdio: ['pipe', 'ignore', 'pipe'] });
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (keyringErr += d));
+    child.once('exit', (code, signal) => {
+      if (!expectedExit) unexpectedExit = `gnome-keyring-daemon (pid ${child.pid}) exited unexpectedly (${code ?? signal})`;
+    });
+    child.stdin!.end(PASSWORD);
+    keyring = child;
+    await waitUntilReady(child);
+  };
+  const stopKeyring = async () => {
+    expectedExit = true;
+    if (keyring) await killAndWait(keyring);
   };
   try {
     await startKeyring();
   } catch (err) {
-    if (keyring) await killAndWait(keyring);
+    await stopKeyring();
     await bus.stop();
     throw err;
   }
@@ -131,11 +182,21 @@ export async function startSecretService(): Promise<SecretService> {
       return [...stdout.matchAll(/object path "([^"]+)"/g)].map((m) => m[1]!);
     },
     async restartKeyring() {
-      if (keyring) await killAndWait(keyring);
+      await stopKeyring();
       await startKeyring();
     },
+    async assertHealthy() {
+      const why = unexpectedExit ?? (keyring ? await notReady(keyring) : 'not started');
+      if (why !== null) throw new Error(`the test Secret Service broke: ${why}; gnome-keyring-daemon said: ${keyringErr.trim() || '(nothing)'}`);
+    },
+    async lockDefaultCollection() {
+      const alias = await dbusSend('--dest=org.freedesktop.secrets', '/org/freedesktop/secrets', 'org.freedesktop.Secret.Service.ReadAlias', 'string:default');
+      const collection = /object path "([^"]+)"/.exec(alias.stdout)![1]!;
+      await dbusSend('--dest=org.freedesktop.secrets', '/org/freedesktop/secrets', 'org.freedesktop.Secret.Service.Lock', `array:objpath:${collection}`);
+      return collection;
+    },
     async stop() {
-      if (keyring) await killAndWait(keyring);
+      await stopKeyring();
       await bus.stop();
     },
   };
