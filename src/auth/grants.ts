@@ -15,6 +15,8 @@ export interface Grant {
 
 export const FULL_GRANT: Grant = { id: 'full', providers: '*', keys: '*', ops: ['read', 'refresh', 'login', 'write'] };
 export const EMPTY_GRANT: Grant = { id: 'none', providers: {}, keys: [], ops: [] };
+/** The control socket's grant (§11): the admin ops and nothing else. No other grant can hold `admin`. */
+export const CONTROL_GRANT: Grant = { id: 'control', providers: {}, keys: [], ops: ['admin'] };
 
 export function allowsOp(grant: Grant, group: OpGroup): boolean {
   return grant.ops.includes(group);

@@ -14,18 +14,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { describeIssue, OP_GROUPS } from '../protocol/messages.js';
-import { nameSchema } from '../protocol/messages.js';
+import { describeIssue, grantShape, nameSchema } from '../protocol/messages.js';
 import { EMPTY_GRANT, FULL_GRANT, type Grant } from './grants.js';
 
-/** The grant fields shared by the policy file and `grant_open` (PROTOCOL.md §11). */
-export const grantShape = {
-  providers: z.union([z.literal('*'), z.record(nameSchema('provider'), z.union([z.literal('*'), z.array(nameSchema('bucket'))]))]).default({}),
-  keys: z.union([z.literal('*'), z.array(nameSchema('key'))]).default([]),
-  ops: z.array(z.enum(OP_GROUPS)).default([]),
-};
 /** Ids the daemon uses for its own grants; a capability must not be mistaken for them in audit or session ownership. */
-export const RESERVED_GRANT_IDS = ['default', 'full', 'none'];
+export const RESERVED_GRANT_IDS = ['default', 'full', 'none', 'control'];
 const grantId = nameSchema('grant')
   .refine((id) => !RESERVED_GRANT_IDS.includes(id), { message: `must not be one of ${RESERVED_GRANT_IDS.join(', ')} (reserved)` });
 

@@ -21,9 +21,35 @@ export interface HandlerServices {
   refresher: Refresher | null;
   /** The provider's public token fields (PROTOCOL.md §5), from its preset or config. */
   publicFields(provider: string): readonly string[];
+  /** The daemon's control plane (§11); only the control socket's grant may reach it. */
+  admin?: AdminService;
+}
+
+/** One grant as grant_list shows it. */
+export type GrantListing = {
+  grant_id: string;
+  label?: string;
+  providers: Grant['providers'];
+  keys: Grant['keys'];
+  ops: Grant['ops'];
+  created: number;
+  expires?: number;
+  connections: number;
+};
+
+/** The admin ops of PROTOCOL.md §11, implemented by the daemon. */
+export interface AdminService {
+  /** `conn` is the control connection: a grant without ttl_s ends when it closes. */
+  openGrant(conn: number, request: Payload<'grant_open'>): Promise<{ grant_id: string; socket: string; capability?: string }>;
+  /** False when no grant of that id was opened through grant_open. */
+  closeGrant(grantId: string): Promise<boolean>;
+  listGrants(): GrantListing[];
+  status(): Promise<Record<string, unknown>>;
 }
 
 export interface HandlerContext extends HandlerServices {
+  /** The connection's id (audit; control-connection lifetimes). */
+  conn: number;
   grant: Grant;
   peer: PeerCredentials | null;
   /** Aborted when the request is cancelled or times out. */
@@ -54,6 +80,10 @@ export type OpResults = {
   oauth_exchange: SanitizedToken;
   oauth_poll: PollData;
   oauth_cancel: Empty;
+  grant_open: { grant_id: string; socket: string; capability?: string };
+  grant_close: Empty;
+  grant_list: { grants: GrantListing[] };
+  daemon_status: Record<string, unknown>;
 };
 
 /** Ops served by handlers; `cancel` belongs to the connection. */

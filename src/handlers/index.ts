@@ -1,4 +1,5 @@
 /** The op → handler table. `cancel` is not here: the connection owns it. */
+import { adminHandlers } from './admin.js';
 import type { HandlerTable } from './context.js';
 import { getApiKey, hasApiKey, listApiKeys } from './keys.js';
 import { type LoginService, oauthHandlers, refreshToken } from './oauth.js';
@@ -17,9 +18,10 @@ export function buildHandlers(login: LoginService | null): HandlerTable {
     has_api_key: hasApiKey,
     refresh_token: refreshToken,
     ...oauthHandlers(login),
+    ...adminHandlers,
   };
 }
 
-export type { Handler, HandlerContext, HandlerOp, HandlerServices, HandlerTable, OpResults, Refresher } from './context.js';
+export type { AdminService, GrantListing, Handler, HandlerContext, HandlerOp, HandlerServices, HandlerTable, OpResults, Refresher } from './context.js';
 export type { LoginService } from './oauth.js';
 export { BucketUsage } from './bucketUsage.js';

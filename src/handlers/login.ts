@@ -93,7 +93,7 @@ export function createLoginService(options: LoginServiceOptions): LoginService &
         if (signal.aborted) throw errors.cancelled();
         throw new ProxyError('RESOURCE_EXHAUSTED', 'Too many login sessions open; cancel one first');
       }
-      const session = sessions.create(owner, provider, bucketOrDefault(bucket), started);
+      const session = sessions.create(owner, ctx.grant.id, provider, bucketOrDefault(bucket), started);
       return { session_id: session.id, flow_type: started.flowType, pollIntervalMs: started.pollIntervalMs(), ...started.publicData };
     },
 

@@ -8,6 +8,8 @@ import type { FlowType, StartedFlow } from './flowTypes.js';
 export interface LoginSession {
   readonly id: string;
   readonly owner: string;
+  /** The grant of the connection that created it. */
+  readonly grantId: string;
   readonly provider: string;
   readonly bucket: string;
   readonly flow: StartedFlow;
@@ -64,11 +66,11 @@ export class SessionStore {
   }
 
   /** Registers a started flow and returns its session (id = 128 random bits, 32 lowercase hex). */
-  create(owner: string, provider: string, bucket: string, flow: StartedFlow): LoginSession {
+  create(owner: string, grantId: string, provider: string, bucket: string, flow: StartedFlow): LoginSession {
     let id: string;
     do id = Buffer.from(this.random(16)).toString('hex');
     while (this.sessions.has(id));
-    const session: LoginSession = { id, owner, provider, bucket, flow, flowType: flow.flowType, expiresAt: this.now() + this.ttlMs, used: false, polling: false };
+    const session: LoginSession = { id, owner, grantId, provider, bucket, flow, flowType: flow.flowType, expiresAt: this.now() + this.ttlMs, used: false, polling: false };
     this.sessions.set(id, session);
     return session;
   }
@@ -108,6 +110,18 @@ export class SessionStore {
   async cancel(id: string, owner: string): Promise<void> {
     const session = this.sessions.get(id);
     if (session && session.owner === owner) await this.remove(session);
+  }
+
+  /** Cancels every session opened under `grantId` (its grant ended, PROTOCOL.md §11). Returns how many. */
+  async cancelGrant(grantId: string): Promise<number> {
+    const owned = [...this.sessions.values()].filter((s) => s.grantId === grantId);
+    await Promise.all(owned.map((s) => this.remove(s)));
+    return owned.length;
+  }
+
+  /** Open sessions as daemon_status shows them: 8-char id prefixes only (the full id is a bearer secret). */
+  summary(): Array<{ session: string; provider: string; bucket: string; flow_type: FlowType; expires: number }> {
+    return [...this.sessions.values()].map((s) => ({ session: s.id.slice(0, 8), provider: s.provider, bucket: s.bucket, flow_type: s.flowType, expires: s.expiresAt }));
   }
 
   /** Removes every expired session. Returns how many went. */

@@ -38,6 +38,19 @@ const providerBucket = z.object({ provider, bucket: bucket.optional() });
 
 export const FLOW_NAMES = ['device', 'paste', 'browser', 'device_code', 'pkce_redirect', 'browser_redirect'] as const;
 
+/** The op groups a grant may hold (PROTOCOL.md §7). `admin` is not one: no grant includes the admin ops. */
+export const OP_GROUPS = ['read', 'refresh', 'login', 'write'] as const;
+
+/** What a grant gives: the fields shared by the policy file and `grant_open` (PROTOCOL.md §11). */
+export const grantShape = {
+  providers: z.union([z.literal('*'), z.record(nameSchema('provider'), z.union([z.literal('*'), z.array(nameSchema('bucket'))]))]).default({}),
+  keys: z.union([z.literal('*'), z.array(nameSchema('key'))]).default([]),
+  ops: z.array(z.enum(OP_GROUPS)).default([]),
+};
+
+/** A week: the longest ttl_s a launcher may ask for. */
+const MAX_GRANT_TTL_S = 7 * 24 * 3600;
+
 export const payloadSchemas = {
   get_token: providerBucket,
   save_token: z.object({ provider, bucket: bucket.optional(), token: incomingTokenSchema }),
@@ -54,14 +67,29 @@ export const payloadSchemas = {
   oauth_poll: z.object({ session_id: sessionId }),
   oauth_cancel: z.object({ session_id: sessionId }),
   cancel: z.object({ targetId: z.union([z.string().min(1), z.number().finite()]).transform(String) }),
+  // §11 admin ops: served only on the control socket.
+  grant_open: z.object({
+    label: z
+      .string()
+      .regex(/^[\x20-\x7e]{1,64}$/, 'must be 1-64 printable ASCII characters')
+      .optional(),
+    ...grantShape,
+    ttl_s: z.int().min(1).max(MAX_GRANT_TTL_S).optional(),
+    capability: z.boolean().optional(),
+  }),
+  grant_close: z.object({ grant_id: nameSchema('grant') }),
+  grant_list: z.object({}),
+  daemon_status: z.object({}),
 } as const;
 
 export type OpName = keyof typeof payloadSchemas;
 export type Payload<O extends OpName> = z.output<(typeof payloadSchemas)[O]>;
 
-/** Grant op groups (PROTOCOL.md §7). `cancel` belongs to none: it only touches the caller's own requests. */
-export type OpGroup = 'read' | 'refresh' | 'login' | 'write';
-export const OP_GROUPS = ['read', 'refresh', 'login', 'write'] as const;
+/**
+ * Op groups (PROTOCOL.md §7, §11). `cancel` belongs to none: it only touches the caller's own
+ * requests. `admin` belongs only to the control socket's own grant.
+ */
+export type OpGroup = (typeof OP_GROUPS)[number] | 'admin';
 
 export const opGroup: Readonly<Record<OpName, OpGroup | null>> = {
   get_token: 'read',
@@ -79,6 +107,10 @@ export const opGroup: Readonly<Record<OpName, OpGroup | null>> = {
   oauth_poll: 'login',
   oauth_cancel: 'login',
   cancel: null,
+  grant_open: 'admin',
+  grant_close: 'admin',
+  grant_list: 'admin',
+  daemon_status: 'admin',
 };
 
 /** Ops that exist only from protocol version 2 on. */

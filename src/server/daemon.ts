@@ -1,11 +1,14 @@
 /**
- * The daemon: listens on a private Unix socket (and optionally loopback TCP), checks every peer,
- * and hands each connection to a Connection. Owns startup checks and clean shutdown (PROTOCOL.md §1).
+ * The daemon: its listeners (PROTOCOL.md §1, §11) — the main socket, a sandbox socket per run-time
+ * grant, the control socket and optional loopback TCP — each connection checked (peer uid, caps)
+ * and handed to a Connection over the one request pipeline. Owns startup checks, discovery
+ * (`current.json`) and clean shutdown.
  */
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { GrantRegistry, MAIN_LISTENER, TCP_LISTENER } from '../auth/GrantRegistry.js';
+import { CONTROL_GRANT } from '../auth/grants.js';
 import { OPEN_POLICY, type Policy } from '../auth/policy.js';
 import { buildHandlers, BucketUsage, type HandlerServices } from '../handlers/index.js';
 import { createLoginService, type LoginServiceOptions } from '../handlers/login.js';
@@ -16,11 +19,14 @@ import type { SessionStore } from '../oauth/sessions.js';
 import { TokenService } from '../oauth/TokenService.js';
 import { CachedTokenStore } from '../store/CachedTokenStore.js';
 import { openAuditLog, type AuditLog } from './audit.js';
-import { Connection, type ConnectionDeps } from './connection.js';
+import { Connection } from './connection.js';
+import { ControlPlane } from './controlPlane.js';
+import { PACKAGE_VERSION, removeDiscovery, writeDiscovery } from './discovery.js';
 import { Dispatcher } from './dispatch.js';
+import { listenPrivately, prepareSocketPath } from './listen.js';
 import { DEFAULT_LIMITS, type DaemonOptions } from './options.js';
 import { peerCredentialsSupported, readPeerCredentials, type PeerCredentials } from './peerCredentials.js';
-import { assertSocketPathLength, defaultSocketPath, ensurePrivateDir, probeSocket, removeStaleSockets } from './socketPath.js';
+import { assertSocketPathLength, socketFileName } from './socketPath.js';
 import { parseLoopbackAddress } from './tcpAddress.js';
 import { streamTransport } from './transport.js';
 
@@ -39,19 +45,30 @@ export interface StartOptions extends DaemonOptions {
   refresh?: RefreshTuning;
   /** Login session behaviour (TTL, sweep, per-owner cap, network); used with `providers`. */
   login?: Omit<LoginServiceOptions, 'registry' | 'now'>;
+  /** Write `{dir}/current.json` so host commands find this daemon (default true). */
+  discovery?: boolean;
 }
 
 export interface Daemon {
   socketPath: string;
+  /** The control socket (§11): admin ops, own uid only. */
+  controlPath: string;
   tcpAddress?: { host: string; port: number };
   /** The daemon's grants at run time; the policy seeded it. */
   grants: GrantRegistry;
   /** Open login sessions (null without providers). */
   sessions: SessionStore | null;
-  /** Stops accepting, lets in-flight requests finish (bounded), closes everything, removes the socket. */
+  /** Stops accepting, lets in-flight requests finish (bounded), closes everything, removes the sockets. */
   stop(): Promise<void>;
   /** Resolves once the daemon has stopped, however that happened. */
   closed: Promise<void>;
+}
+
+/** How one listener's connections are admitted. */
+interface ListenerSpec {
+  /** The registry's name for it (grant binding). */
+  name: string;
+  kind: 'main' | 'sandbox' | 'control' | 'tcp';
 }
 
 /** Starts a daemon; throws a clear Error when the socket cannot be set up safely. */
@@ -69,82 +86,108 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
     throw new Error('Cannot read peer credentials (SO_PEERCRED) on this system; refusing to serve without them');
   }
   const socketPath = await prepareSocketPath(options.socketPath, log);
+  const dir = path.dirname(socketPath);
+  // Its own nonce: knowing the main socket's name (often mounted into sandboxes) says nothing of it.
+  const controlPath = path.join(dir, socketFileName().replace(/\.sock$/, '.ctl'));
+  assertSocketPathLength(controlPath);
   const tcp = options.tcp ? parseLoopbackAddress(options.tcp) : null;
   const audit: AuditLog = openAuditLog(options.audit, now, (err) => log(`audit log ${options.audit} failed (${err.code ?? 'error'}); audit records are no longer written`));
 
-  // One clock for freshness, refresh cooldowns and login sessions.
+  // One clock for freshness, refresh cooldowns, login sessions and grant deadlines.
   const tokens = new TokenService(new CachedTokenStore(options.tokens), { now });
   const providers = options.providers ?? null;
   const refresher = providers ? new RefreshCoordinator({ ...options.refresh, tokens, registry: providers }) : null;
   const login = providers ? createLoginService({ ...options.login, registry: providers, now }) : null;
   const fieldSource = providers ?? presetRegistry();
+  const grants = GrantRegistry.fromPolicy(policy, now);
+  const connections = new Map<Connection, ListenerSpec>();
+  const countOn = (listener: string): number => [...connections.values()].filter((l) => l.name === listener).length;
+  // A revoked grant takes its connections with it.
+  grants.onRevoke((grant) => {
+    for (const conn of connections.keys()) if (conn.grant?.id === grant.id) conn.destroy();
+  });
+
+  const servers: net.Server[] = [];
+  const control = new ControlPlane({
+    dir,
+    grants,
+    sessions: login?.sessions ?? null,
+    now,
+    listen: (name, file) => listenUnix({ name, kind: 'sandbox' }, file),
+    connectionsOf: (grantId) => [...connections.keys()].filter((c) => c.grant?.id === grantId).length,
+    status: async () => ({
+      pid: process.pid,
+      version: PACKAGE_VERSION,
+      store: options.tokens.backend,
+      listeners: [
+        { kind: 'main', path: socketPath },
+        { kind: 'control', path: controlPath },
+        ...(tcpAddress ? [{ kind: 'tcp', ...tcpAddress }] : []),
+      ],
+      connections: { total: connections.size, limit: limits.maxConnections },
+      tokens: await tokenSummary(tokens),
+    }),
+  });
   const services: HandlerServices = {
     tokens,
     keys: options.keys,
     usage: new BucketUsage(),
     refresher,
     publicFields: (provider) => fieldSource.get(provider)?.publicFields ?? [],
+    admin: control,
   };
   const dispatcher = new Dispatcher({ handlers: buildHandlers(login), services, audit, now });
-  const grants = GrantRegistry.fromPolicy(policy, now);
-  const connections = new Set<Connection>();
-  // A revoked grant takes its connections with it.
-  grants.onRevoke((grant) => {
-    for (const conn of connections) if (conn.grant?.id === grant.id) conn.destroy();
-  });
   let nextConnId = 1;
 
-  const depsFor = (listener: string): ConnectionDeps => ({
-    dispatcher,
-    limits,
-    now,
-    authorize: (capabilityToken) => grants.authorize(listener, capabilityToken),
-  });
-  const unixDeps = depsFor(MAIN_LISTENER);
-  const tcpDeps = depsFor(TCP_LISTENER);
-
-  const accept = (socket: net.Socket, transport: 'unix' | 'tcp'): void => {
+  /** Admission (PROTOCOL.md §7, §11): peer uid on every Unix listener, own uid only on the control socket, caps. */
+  const accept = (socket: net.Socket, listener: ListenerSpec): void => {
     const connId = nextConnId++;
     let peer: PeerCredentials | null = null;
-    if (transport === 'unix') {
+    const refuse = (outcome: string): void => {
+      audit.record({ conn: connId, ...(peer && { peer: { pid: peer.pid, uid: peer.uid } }), op: 'connection', outcome });
+      socket.destroy();
+    };
+    if (listener.kind !== 'tcp') {
       peer = readPeerCredentials(socket);
       // On Linux the kernel always knows the peer; not learning it means something is wrong: fail closed.
-      if (!peer && requirePeerCredentials) {
-        audit.record({ conn: connId, op: 'connection', outcome: 'PEER_UNKNOWN' });
-        socket.destroy();
-        return;
-      }
-      if (peer && peer.uid !== ownUid && !allowUids.has(peer.uid)) {
-        audit.record({ conn: connId, peer: { pid: peer.pid, uid: peer.uid }, op: 'connection', outcome: 'PEER_REFUSED' });
-        socket.destroy();
-        return;
-      }
+      if (!peer && requirePeerCredentials) return refuse('PEER_UNKNOWN');
+      const allowed = listener.kind === 'control' ? peer?.uid === ownUid : peer?.uid === ownUid || allowUids.has(peer?.uid ?? -1);
+      if (peer && !allowed) return refuse('PEER_REFUSED');
     }
-    const conn = new Connection(connId, streamTransport(socket), peer, transport === 'unix' ? unixDeps : tcpDeps);
-    connections.add(conn);
-    socket.once('close', () => connections.delete(conn));
+    if (connections.size >= limits.maxConnections) return refuse('CONNECTION_LIMIT');
+    if (listener.kind === 'sandbox' && countOn(listener.name) >= limits.maxSandboxConnections) return refuse('CONNECTION_LIMIT');
+    const conn = new Connection(connId, streamTransport(socket), peer, {
+      dispatcher,
+      limits,
+      now,
+      authorize: (capability) => (listener.kind === 'control' ? (capability === undefined ? CONTROL_GRANT : null) : grants.authorize(listener.name, capability)),
+    });
+    connections.set(conn, listener);
+    socket.once('close', () => {
+      connections.delete(conn);
+      if (listener.kind === 'control') control.connectionClosed(connId);
+    });
   };
 
-  const unixServer = net.createServer((s) => accept(s, 'unix'));
-  await listenPrivately(unixServer, socketPath);
-
-  let tcpServer: net.Server | null = null;
-  let tcpAddress: { host: string; port: number } | undefined;
-  if (tcp) {
-    tcpServer = net.createServer((s) => accept(s, 'tcp'));
-    try {
-      await new Promise<void>((resolve, reject) => {
-        tcpServer!.once('error', reject);
-        tcpServer!.listen(tcp.port, tcp.host, () => resolve());
-      });
-    } catch (err) {
-      unixServer.close();
-      fs.rmSync(socketPath, { force: true });
-      throw new Error(`Cannot listen on ${options.tcp}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
-    }
-    const addr = tcpServer.address() as net.AddressInfo;
-    tcpAddress = { host: addr.address, port: addr.port };
+  async function listenUnix(listener: ListenerSpec, file: string): Promise<net.Server> {
+    const server = net.createServer((s) => accept(s, listener));
+    await listenPrivately(server, file);
+    servers.push(server);
+    return server;
   }
+
+  let tcpAddress: { host: string; port: number } | undefined;
+  await listenUnix({ name: MAIN_LISTENER, kind: 'main' }, socketPath);
+  try {
+    await listenUnix({ name: 'control', kind: 'control' }, controlPath);
+    if (tcp) tcpAddress = await listenTcp(tcp, options.tcp!, (s) => accept(s, { name: TCP_LISTENER, kind: 'tcp' }), servers);
+  } catch (err) {
+    for (const server of servers) server.close();
+    fs.rmSync(socketPath, { force: true });
+    fs.rmSync(controlPath, { force: true });
+    throw err;
+  }
+  if (options.discovery !== false) writeDiscovery(dir, { pid: process.pid, socket: socketPath, control: controlPath, version: PACKAGE_VERSION });
 
   let resolveClosed!: () => void;
   const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
@@ -158,25 +201,24 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
 
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
-      unixServer.close();
-      tcpServer?.close();
-      for (const conn of connections) conn.stopReading();
-      const idle = Promise.all([...connections].map((c) => c.whenIdle()));
+      if (options.discovery !== false) removeDiscovery(dir, process.pid);
+      for (const server of servers) server.close();
+      for (const conn of connections.keys()) conn.stopReading();
+      const idle = Promise.all([...connections.keys()].map((c) => c.whenIdle()));
       let grace: NodeJS.Timeout | undefined;
       await Promise.race([idle, new Promise<void>((r) => (grace = setTimeout(r, limits.shutdownGraceMs)))]);
       clearTimeout(grace);
-      for (const conn of connections) conn.destroy();
+      for (const conn of connections.keys()) conn.destroy();
+      await control.closeAll();
       await login?.shutdown();
       // Work whose reply went out early (cancel, timeout) may still be writing the store: give it the grace too.
       await Promise.race([dispatcher.idle(), new Promise<void>((r) => (grace = setTimeout(r, limits.shutdownGraceMs)))]);
       clearTimeout(grace);
       // A refresh still running after the last reply must save its rotated refresh token before the store closes.
       await refresher?.idle();
-      try {
-        fs.unlinkSync(socketPath);
-      } catch {
-        // Already gone (removed by hand); nothing left to clean.
-      }
+      // Already gone when removed by hand; nothing left to clean then.
+      fs.rmSync(socketPath, { force: true });
+      fs.rmSync(controlPath, { force: true });
       grants.close();
       if (options.handleSignals) for (const s of signals) process.off(s, onSignal);
       await audit.close();
@@ -187,56 +229,33 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
 
   if (options.handleSignals) for (const s of signals) process.on(s, onSignal);
   log(`listening on ${socketPath}${tcpAddress ? ` and ${tcpAddress.host}:${tcpAddress.port}` : ''}`);
-  return { socketPath, tcpAddress, grants, sessions: login?.sessions ?? null, stop, closed };
+  return { socketPath, controlPath, tcpAddress, grants, sessions: login?.sessions ?? null, stop, closed };
 }
 
-/** Resolves the socket path, prepares its directory and clears stale sockets; never removes a live one. */
-async function prepareSocketPath(explicit: string | undefined, log: (line: string) => void): Promise<string> {
-  if (!explicit) {
-    const { dir, socketPath } = defaultSocketPath();
-    ensurePrivateDir(dir);
-    for (const removed of await removeStaleSockets(dir)) log(`removed stale socket ${removed}`);
-    return socketPath;
-  }
-  const socketPath = path.resolve(explicit);
-  assertSocketPathLength(socketPath);
-  const dir = path.dirname(socketPath);
-  if (!fs.existsSync(dir)) throw new Error(`Socket directory ${dir} does not exist`);
-  let existing: fs.Stats | null = null;
+/** The loopback TCP listener (§1); a start failure names the address. */
+async function listenTcp(tcp: { host: string; port: number }, spec: string, onSocket: (s: net.Socket) => void, servers: net.Server[]) {
+  const server = net.createServer(onSocket);
   try {
-    existing = fs.lstatSync(socketPath);
-  } catch {
-    existing = null;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(tcp.port, tcp.host, () => resolve());
+    });
+  } catch (err) {
+    throw new Error(`Cannot listen on ${spec}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
   }
-  if (existing) {
-    if (!existing.isSocket()) throw new Error(`${socketPath} exists and is not a socket; refusing to replace it`);
-    const state = await probeSocket(socketPath);
-    if (state === 'live') throw new Error(`Another daemon is already listening on ${socketPath}`);
-    fs.rmSync(socketPath, { force: true });
-    log(`removed stale socket ${socketPath}`);
-  }
-  return socketPath;
+  servers.push(server);
+  const addr = server.address() as net.AddressInfo;
+  return { host: addr.address, port: addr.port };
 }
 
-/**
- * Binds with a 0177 umask so the socket is born 0600 — there is no moment when another user could
- * connect — then verifies the mode. Node binds synchronously inside listen(), so restoring the
- * umask right after the call covers the bind.
- */
-async function listenPrivately(server: net.Server, socketPath: string): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => reject(new Error(`Cannot listen on ${socketPath}: ${err.code ?? err.message}`)));
-    const previous = process.umask(0o177);
-    try {
-      server.listen(socketPath, () => resolve());
-    } finally {
-      process.umask(previous);
+/** daemon_status's tokens: where they are and when they expire, never a value. */
+async function tokenSummary(tokens: TokenService): Promise<Array<{ provider: string; bucket: string; expiry: number; refresh_token: boolean }>> {
+  const out = [];
+  for (const provider of await tokens.listProviders()) {
+    for (const bucket of await tokens.listBuckets(provider)) {
+      const token = await tokens.read(provider, bucket);
+      if (token) out.push({ provider, bucket, expiry: token.expiry, refresh_token: Boolean(token.refresh_token) });
     }
-  });
-  const mode = fs.statSync(socketPath).mode & 0o777;
-  if (mode !== 0o600) {
-    server.close();
-    fs.rmSync(socketPath, { force: true });
-    throw new Error(`Socket ${socketPath} was created with mode ${mode.toString(8)} instead of 600; refusing to serve`);
   }
+  return out;
 }

@@ -138,7 +138,7 @@ export class Dispatcher {
     if (!caller.grant) return failure('UNAUTHORIZED', 'No grant for this connection');
     // Work for a caller that already gave up is not started at all.
     if (signal.aborted) return abortFailure(signal);
-    const ctx: HandlerContext = { ...this.deps.services, grant: caller.grant, peer: caller.peer, signal };
+    const ctx: HandlerContext = { ...this.deps.services, conn: caller.conn, grant: caller.grant, peer: caller.peer, signal };
     const handler = this.deps.handlers[op] as (c: HandlerContext, p: unknown) => Promise<JsonObject>;
     try {
       checkScope(caller.grant, op, payload);

@@ -28,6 +28,10 @@ export interface ConnectionLimits {
   partialFrameTimeoutMs: number;
   operationTimeoutMs: number;
   shutdownGraceMs: number;
+  /** Open connections per daemon, every listener together (§11). */
+  maxConnections: number;
+  /** Open connections per sandbox socket (§11). */
+  maxSandboxConnections: number;
 }
 
 export const DEFAULT_LIMITS: ConnectionLimits = {
@@ -37,4 +41,6 @@ export const DEFAULT_LIMITS: ConnectionLimits = {
   partialFrameTimeoutMs: 5_000,
   operationTimeoutMs: 15_000,
   shutdownGraceMs: 5_000,
+  maxConnections: 4096,
+  maxSandboxConnections: 256,
 };

@@ -99,12 +99,20 @@ export function probeSocket(socketPath: string, timeoutMs = 1000): Promise<'live
   });
 }
 
-/** Removes `.sock` files in `dir` whose listener is gone. Returns the removed paths. */
+/**
+ * Removes sockets in `dir` whose listener is gone (`.sock` and control `.ctl`), and sandbox-socket
+ * subdirectories (§11) left behind by a daemon that died: only when every socket in them is stale.
+ * Returns the removed paths. A live socket is never removed.
+ */
 export async function removeStaleSockets(dir: string): Promise<string[]> {
   const removed: string[] = [];
   for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    if (!entry.name.endsWith('.sock') || !entry.isSocket()) continue;
     const full = path.join(dir, entry.name);
+    if (entry.isDirectory() && !entry.isSymbolicLink()) {
+      if (await removeStaleSandboxDir(full)) removed.push(full);
+      continue;
+    }
+    if (!/\.(sock|ctl)$/.test(entry.name) || !entry.isSocket()) continue;
     if ((await probeSocket(full)) === 'stale') {
       try {
         fs.unlinkSync(full);
@@ -115,4 +123,15 @@ export async function removeStaleSockets(dir: string): Promise<string[]> {
     }
   }
   return removed;
+}
+
+/** A 0700 directory of ours holding only stale sockets: a sandbox socket directory of a dead daemon. */
+async function removeStaleSandboxDir(dir: string): Promise<boolean> {
+  const st = fs.lstatSync(dir);
+  if (st.uid !== uid() || (st.mode & 0o777) !== 0o700) return false;
+  const entries = fs.readdirSync(dir, { withFileTypes: true });
+  if (entries.length === 0 || !entries.every((e) => e.isSocket() && e.name.endsWith('.sock'))) return false;
+  for (const e of entries) if ((await probeSocket(path.join(dir, e.name))) !== 'stale') return false;
+  fs.rmSync(dir, { recursive: true, force: true });
+  return true;
 }

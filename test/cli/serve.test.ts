@@ -44,8 +44,11 @@ describe('serve', () => {
     expect(put.code, put.stderr).toBe(0);
 
     const { line, exit, child } = await serve(['--store', 'file', '--json']);
-    const ready = JSON.parse(line) as { socket: string; tcp?: unknown };
-    expect(Object.keys(ready)).toEqual(['socket']);
+    const ready = JSON.parse(line) as { socket: string; control: string; tcp?: unknown };
+    expect(Object.keys(ready)).toEqual(['socket', 'control']);
+    // The control socket and discovery file sit beside it (PROTOCOL.md §11).
+    expect(path.dirname(ready.control)).toBe(path.dirname(ready.socket));
+    expect(JSON.parse(readFileSync(path.join(path.dirname(ready.socket), 'current.json'), 'utf8'))).toMatchObject({ pid: child.pid, socket: ready.socket, control: ready.control });
     // Default location: $XDG_RUNTIME_DIR/credproxy/{pid}-{nonce}.sock
     expect(path.dirname(ready.socket)).toBe(path.join(box.dir, 'credproxy'));
     expect(path.basename(ready.socket)).toMatch(new RegExp(`^${child.pid}-[0-9a-f]{24,}\\.sock$`));

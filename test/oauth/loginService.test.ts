@@ -37,7 +37,7 @@ function slowProvider(delayMs: number) {
 
 function context(signal: AbortSignal): HandlerContext {
   const store = new MemoryStore();
-  return { tokens: new TokenService(store), keys: store, grant: FULL_GRANT, peer: { uid: 1000, gid: 1000 }, usage: new BucketUsage(), refresher: null, publicFields: () => [], signal };
+  return { conn: 1, tokens: new TokenService(store), keys: store, grant: FULL_GRANT, peer: { uid: 1000, gid: 1000 }, usage: new BucketUsage(), refresher: null, publicFields: () => [], signal };
 }
 
 describe('oauth_initiate session bookkeeping', () => {

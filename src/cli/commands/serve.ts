@@ -36,7 +36,7 @@ export function serveCommand(): Command {
     .addOption(new Option('--allow-uid <uid>', 'also accept connections from this uid (repeatable)').argParser(parseUid))
     .option('--audit <target>', 'audit log: a file path, "-" for stderr, or "off" (default: DATA_DIR/audit.log)')
     .addOption(new Option('--tcp <addr>', 'also listen on loopback TCP, 127.0.0.1:PORT or [::1]:PORT (PORT 0 = any; clients need a capability token)').argParser(parseTcp))
-    .option('--json', 'print {"socket": PATH, "tcp": {host, port}} instead of the bare path')
+    .option('--json', 'print {"socket": PATH, "control": PATH, "tcp": {host, port}} instead of the bare path')
     .option('--config <file>', 'login provider configuration for oauth_* (default: DATA_DIR/config.json)')
     .addHelpText(
       'after',
@@ -79,7 +79,9 @@ socket, on SIGINT, SIGTERM or SIGHUP.`,
         // Reported once the daemon is up, so a start-up failure stays a single error line.
         warn(`store backend: ${stores.backend} (${stores.reason})`);
         // The daemon's own "listening on …" line (stderr) names the TCP address in text mode.
-        const ready = opts.json ? JSON.stringify({ socket: daemon.socketPath, ...(daemon.tcpAddress && { tcp: daemon.tcpAddress }) }) : daemon.socketPath;
+        const ready = opts.json
+          ? JSON.stringify({ socket: daemon.socketPath, control: daemon.controlPath, ...(daemon.tcpAddress && { tcp: daemon.tcpAddress }) })
+          : daemon.socketPath;
         process.stdout.write(`${ready}\n`);
         // The daemon waits for a refresh still saving its rotated refresh token before it reports closed.
         await daemon.closed;

@@ -1,0 +1,148 @@
+/**
+ * The daemon's control plane (PROTOCOL.md §11): grants opened at run time, each with its own sandbox
+ * socket in a 0700 subdirectory of the daemon's directory (`{dir}/{grant_id}/{nonce}.sock`), so a
+ * launcher mounts that subdirectory alone. A grant opened without `ttl_s` lives as long as the
+ * control connection that opened it; ending a grant (any way) closes its socket, its connections and
+ * its login sessions.
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import type net from 'node:net';
+import path from 'node:path';
+import { hashCapability, newCapability } from '../auth/capability.js';
+import type { GrantRegistry } from '../auth/GrantRegistry.js';
+import type { Grant } from '../auth/grants.js';
+import type { AdminService, GrantListing } from '../handlers/context.js';
+import type { SessionStore } from '../oauth/sessions.js';
+import type { Payload } from '../protocol/messages.js';
+import { assertSocketPathLength, ensurePrivateDir } from './socketPath.js';
+
+/** What the control plane needs from its daemon. */
+export interface ControlPlaneDeps {
+  /** The daemon's private directory. */
+  dir: string;
+  grants: GrantRegistry;
+  sessions: SessionStore | null;
+  now: () => number;
+  /** Opens a private Unix listener whose connections belong to `listener` (the registry's name for it). */
+  listen(listener: string, socketPath: string): Promise<net.Server>;
+  /** Open connections holding `grantId`. */
+  connectionsOf(grantId: string): number;
+  /** The rest of daemon_status (listeners, connections, store, tokens). */
+  status(): Promise<Record<string, unknown>>;
+}
+
+interface Opened {
+  server: net.Server;
+  socketPath: string;
+  /** The control connection whose close ends the grant; null with ttl_s. */
+  conn: number | null;
+}
+
+/** The registry's listener name of a grant's sandbox socket. */
+export function sandboxListener(grantId: string): string {
+  return `sandbox:${grantId}`;
+}
+
+export class ControlPlane implements AdminService {
+  private readonly opened = new Map<string, Opened>();
+  /** Clean-ups of ended grants still running. */
+  private readonly endings = new Set<Promise<void>>();
+  private readonly started: number;
+
+  constructor(private readonly deps: ControlPlaneDeps) {
+    this.started = deps.now();
+    deps.grants.onRevoke((grant) => {
+      const ending = this.ended(grant).catch(() => {});
+      this.endings.add(ending);
+      void ending.then(() => this.endings.delete(ending));
+    });
+  }
+
+  /** The sandbox socket of an opened grant. */
+  socketOf(grantId: string): string | undefined {
+    return this.opened.get(grantId)?.socketPath;
+  }
+
+  async openGrant(conn: number, request: Payload<'grant_open'>): Promise<{ grant_id: string; socket: string; capability?: string }> {
+    const { grants, dir, now } = this.deps;
+    const id = `run-${randomBytes(6).toString('hex')}`;
+    const grant: Grant = { id, providers: request.providers, keys: request.keys, ops: request.ops };
+    const capability = request.capability ? newCapability() : undefined;
+    const subdir = path.join(dir, id);
+    const socketPath = path.join(subdir, `${randomBytes(16).toString('hex')}.sock`);
+    assertSocketPathLength(socketPath);
+    grants.add(grant, {
+      ...(request.label !== undefined && { label: request.label }),
+      ...(capability !== undefined && { capabilitySha256: hashCapability(capability) }),
+      ...(request.ttl_s !== undefined && { expires: now() + request.ttl_s * 1000 }),
+    });
+    let server: net.Server;
+    try {
+      ensurePrivateDir(subdir);
+      grants.bind(sandboxListener(id), id, { exclusive: true });
+      server = await this.deps.listen(sandboxListener(id), socketPath);
+    } catch (err) {
+      grants.revoke(id);
+      fs.rmSync(subdir, { recursive: true, force: true });
+      throw err;
+    }
+    this.opened.set(id, { server, socketPath, conn: request.ttl_s === undefined ? conn : null });
+    return { grant_id: id, socket: socketPath, ...(capability !== undefined && { capability }) };
+  }
+
+  async closeGrant(grantId: string): Promise<boolean> {
+    if (!this.opened.has(grantId)) return false;
+    return this.deps.grants.revoke(grantId);
+  }
+
+  listGrants(): GrantListing[] {
+    return this.deps.grants.list().map((info) => {
+      const listing: GrantListing = {
+        grant_id: info.grant.id,
+        providers: info.grant.providers,
+        keys: info.grant.keys,
+        ops: info.grant.ops,
+        created: info.created,
+        connections: this.deps.connectionsOf(info.grant.id),
+      };
+      if (info.label !== undefined) listing.label = info.label;
+      if (info.expires !== undefined) listing.expires = info.expires;
+      return listing;
+    });
+  }
+
+  async status(): Promise<Record<string, unknown>> {
+    const sandboxes = [...this.opened].map(([grant_id, o]) => ({ kind: 'sandbox', grant_id, path: o.socketPath }));
+    const rest = await this.deps.status();
+    return {
+      ...rest,
+      uptime_s: Math.floor((this.deps.now() - this.started) / 1000),
+      listeners: [...((rest.listeners as unknown[]) ?? []), ...sandboxes],
+      grants: this.listGrants().length,
+      sessions: this.deps.sessions?.summary() ?? [],
+    };
+  }
+
+  /** A control connection closed: the grants it opened without ttl_s end with it. */
+  connectionClosed(conn: number): void {
+    for (const [id, o] of this.opened) if (o.conn === conn) this.deps.grants.revoke(id);
+  }
+
+  /** Ends every opened grant (daemon stop). */
+  async closeAll(): Promise<void> {
+    for (const id of [...this.opened.keys()]) this.deps.grants.revoke(id);
+    await Promise.all([...this.endings]);
+  }
+
+  /** After a grant ended (close, ttl, control connection gone): socket, directory, sessions. */
+  private async ended(grant: Grant): Promise<void> {
+    const o = this.opened.get(grant.id);
+    if (!o) return;
+    this.opened.delete(grant.id);
+    this.deps.grants.unbind(sandboxListener(grant.id));
+    o.server.close();
+    fs.rmSync(path.dirname(o.socketPath), { recursive: true, force: true });
+    await this.deps.sessions?.cancelGrant(grant.id);
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * `current.json` (PROTOCOL.md §11): how host-side commands find a running daemon without being told
+ * its socket. Written atomically (0600) on start, removed on stop if it is still this daemon's; an
+ * entry whose pid is gone is ignored.
+ */
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { writeFileAtomic } from '../store/atomicWrite.js';
+
+export interface DiscoveryEntry {
+  pid: number;
+  socket: string;
+  control: string;
+  version: string;
+}
+
+export const DISCOVERY_FILE = 'current.json';
+
+/** The package version string (`version` of package.json). */
+export const PACKAGE_VERSION: string = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
+
+export function writeDiscovery(dir: string, entry: DiscoveryEntry): void {
+  writeFileAtomic(path.join(dir, DISCOVERY_FILE), `${JSON.stringify(entry)}\n`);
+}
+
+/** Removes the entry when it still names `pid` (a newer daemon may have replaced it). */
+export function removeDiscovery(dir: string, pid: number): void {
+  const file = path.join(dir, DISCOVERY_FILE);
+  if (readEntry(file)?.pid === pid) fs.rmSync(file, { force: true });
+}
+
+/** The running daemon of `dir`, or null when there is none (no file, unreadable, or its pid is gone). */
+export function readDiscovery(dir: string): DiscoveryEntry | null {
+  const entry = readEntry(path.join(dir, DISCOVERY_FILE));
+  return entry && processAlive(entry.pid) ? entry : null;
+}
+
+function readEntry(file: string): DiscoveryEntry | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch {
+    return null;
+  }
+  const e = value as Partial<DiscoveryEntry> | null;
+  if (!e || typeof e.pid !== 'number' || typeof e.socket !== 'string' || typeof e.control !== 'string' || typeof e.version !== 'string') return null;
+  return { pid: e.pid, socket: e.socket, control: e.control, version: e.version };
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    // ESRCH: gone. EPERM: the pid now belongs to another user, so our daemon that had it is gone too.
+    return false;
+  }
+}
