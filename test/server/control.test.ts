@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ProviderAdapter, ProviderRegistry } from '../../src/oauth/providerTypes.js';
 import { readDiscovery } from '../../src/server/discovery.js';
 import { HOST_REFRESH_TOKEN, sampleToken, startTestDaemon, tempDir, type TestDaemon } from '../helpers/daemon.js';
 import { canSwitchUid, mustSwitchUid, OTHER_UID, OtherUidArea } from '../helpers/otherUid.js';
@@ -236,3 +237,39 @@ async function expectGone(socket: string): Promise<void> {
     await new Promise((r) => setImmediate(r));
   }
 }
+
+describe('ending a grant ends its logins', () => {
+  it('closing the control connection cancels the login sessions opened through the grant\'s socket', async () => {
+    let cancelled!: () => void;
+    const flowCancelled = new Promise<void>((resolve) => (cancelled = resolve));
+    const adapter: ProviderAdapter = {
+      name: 'fake',
+      flows: ['device_code'],
+      publicFields: [],
+      start: async () => ({
+        flowType: 'device_code',
+        publicData: { verification_uri: 'https://idp.corp.internal/device', verification_url: 'https://idp.corp.internal/device', user_code: 'WXYZ' },
+        pollIntervalMs: () => 5_000,
+        poll: async () => ({ status: 'pending', pollIntervalMs: 5_000 }),
+        cancel: async () => cancelled(),
+      }),
+    };
+    const providers: ProviderRegistry = { get: (name) => (name === 'fake' ? adapter : undefined), list: () => [] };
+    const t = await startTestDaemon({ providers });
+    try {
+      const c = await RawClient.ready(t.daemon.controlPath);
+      const { socket } = (await c.request('grant_open', { providers: { fake: '*' }, keys: [], ops: ['login'] })).data as { socket: string };
+      const s = await RawClient.ready(socket);
+      expect(await s.request('oauth_initiate', { provider: 'fake' })).toMatchObject({ ok: true, data: { flow_type: 'device_code', user_code: 'WXYZ' } });
+      const status = (await c.request('daemon_status')).data as { sessions: Array<{ session: string }> };
+      expect(status.sessions).toEqual([expect.objectContaining({ session: expect.stringMatching(/^[0-9a-f]{8}$/), provider: 'fake' })]);
+      expect(t.daemon.sessions!.size).toBe(1);
+      c.close();
+      await flowCancelled;
+      await expectGone(socket);
+      expect(t.daemon.sessions!.size).toBe(0);
+    } finally {
+      await t.stop();
+    }
+  });
+});
