@@ -75,7 +75,7 @@ export function gitCredentialCommand(): Command {
       `
 Configure it in git (inside the sandbox, with CREDPROXY_SOCKET set):
   git config --global credential.helper '!credproxy git-credential'
-  git config --global credential.https://gitlab.example.com.helper '!credproxy git-credential --provider gitlab --host gitlab.example.com --username oauth2'
+  git config --global credential.https://git.corp.example.helper '!credproxy git-credential --provider corp-git --host git.corp.example'
 
 get: for protocol=https and the helper's host, prints username=${DEFAULT_USERNAME} (or --username), the
 access token as password, and password_expiry_utc; for any other protocol or host prints nothing and
