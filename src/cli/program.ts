@@ -1,6 +1,8 @@
 /** Builds the `credproxy` command tree; main.ts runs it. */
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { execCommand } from './commands/exec.js';
+import { gitCredentialCommand } from './commands/gitCredential.js';
 import { importCommand } from './commands/import.js';
 import { keysCommand } from './commands/keys.js';
 import { loginCommand } from './commands/login.js';
@@ -41,7 +43,7 @@ export function buildProgram(): Command {
     .version(packageVersion())
     .addOption(storeOption())
     .addHelpText('after', '\nData lives in $CREDPROXY_HOME, else $XDG_DATA_HOME/credproxy, else ~/.local/share/credproxy.');
-  for (const command of [serveCommand(), loginCommand(), providersCommand(), importCommand(), tokenCommand(), logoutCommand(), keysCommand(), statusCommand()]) {
+  for (const command of [serveCommand(), loginCommand(), providersCommand(), importCommand(), tokenCommand(), logoutCommand(), keysCommand(), statusCommand(), gitCredentialCommand(), execCommand()]) {
     program.addCommand(command);
   }
   configureTree(program);

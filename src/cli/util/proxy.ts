@@ -1,8 +1,19 @@
 /** Sandbox-side mode: when a proxy socket is in the environment, commands go through the daemon. */
 import { ProxyClient } from '../../client/ProxyClient.js';
 import { readCapabilityFromEnv } from '../../client/capability.js';
+import { proxySocketFromEnv } from '../../client/factory.js';
+import { CliError } from './errors.js';
 
-export { proxySocketFromEnv } from '../../client/factory.js';
+export { proxySocketFromEnv };
+
+/** The proxy socket for commands that only work inside a sandbox (they have no host-store fallback). */
+export function requireProxySocket(command: string): string {
+  const socketPath = proxySocketFromEnv();
+  if (!socketPath) {
+    throw new CliError(`${command} gets credentials from the credproxy daemon: set CREDPROXY_SOCKET (or LLXPRT_CREDENTIAL_SOCKET) to its socket`);
+  }
+  return socketPath;
+}
 
 /** Runs `fn` with a connected-on-demand client, closing it so no idle timer keeps the CLI alive. */
 export async function withProxyClient<T>(socketPath: string, fn: (client: ProxyClient) => Promise<T>): Promise<T> {

@@ -1,0 +1,59 @@
+/**
+ * The sandbox helpers (`git-credential`, `exec`) run on every git operation or tool start, so their
+ * modules must load only the client, the pure protocol helpers and small CLI utils — never the host
+ * store backends, OAuth, the server or native code. A module-load recorder (a real Node loader
+ * hook) lists what importing each command module loads.
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT } from './cliHarness.js';
+
+const run = promisify(execFile);
+const RECORDER = path.join(ROOT, 'test', 'fixtures', 'load-recorder.mjs');
+const DIST = `${pathToFileURL(path.join(ROOT, 'dist')).href}/`;
+const NODE_MODULES = `${pathToFileURL(path.join(ROOT, 'node_modules')).href}/`;
+
+/**
+ * What the helpers may load from dist/. store/types.js is there because cli/util/errors.ts checks
+ * for StoreError; it is the interfaces and that one class, with no imports of its own.
+ */
+const ALLOWED = [
+  /^client\/(ProxyClient|ProxyKeyStore|ProxyTokenStore|capability|factory|replies)\.js$/,
+  /^protocol\/(errors|framing|names)\.js$/,
+  /^(abort|paths)\.js$/,
+  /^cli\/util\/(errors|proxy|target|gitCredentialIo|execSpec)\.js$/,
+  /^cli\/commands\/(gitCredential|exec)\.js$/,
+  /^store\/types\.js$/,
+];
+
+let tmp: string;
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cpimp-'));
+});
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+async function loadedBy(file: string): Promise<string[]> {
+  const log = path.join(tmp, `${path.basename(file)}.log`);
+  const url = pathToFileURL(path.join(ROOT, 'dist', file)).href;
+  await run(process.execPath, ['--import', RECORDER, '--input-type=module', '-e', `await import(${JSON.stringify(url)});`], {
+    env: { PATH: process.env.PATH, CREDPROXY_LOAD_LOG: log },
+  });
+  return fs.readFileSync(log, 'utf8').split('\n').filter(Boolean);
+}
+
+describe.each(['cli/commands/gitCredential.js', 'cli/commands/exec.js'])('%s', (file) => {
+  it('loads only the client, pure protocol helpers, small CLI utils and commander', async () => {
+    const loaded = await loadedBy(file);
+    expect(loaded).toContain(`${DIST}${file}`);
+    const ours = loaded.filter((u) => u.startsWith(DIST)).map((u) => u.slice(DIST.length));
+    expect(ours.filter((f) => !ALLOWED.some((rule) => rule.test(f)))).toEqual([]);
+    const packages = loaded.filter((u) => u.startsWith(NODE_MODULES)).map((u) => u.slice(NODE_MODULES.length).split('/')[0]);
+    expect([...new Set(packages)]).toEqual(['commander']);
+    expect(loaded.filter((u) => !u.startsWith(DIST) && !u.startsWith(NODE_MODULES) && !u.startsWith('node:'))).toEqual([]);
+  });
+});
