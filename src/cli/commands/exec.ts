@@ -54,7 +54,12 @@ async function fetchEnvironment(socketPath: string, sources: ExecSource[]): Prom
 function runChild(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve) => {
     const child = spawn(command, args, { stdio: 'inherit', env });
+    // A Ctrl-C on a terminal already reaches CMD (the terminal signals the whole foreground process
+    // group, which CMD shares); forwarding it too would deliver it twice, and a second Ctrl-C means
+    // "quit" to many interactive tools. Sent by kill(1) to credproxy alone, it is forwarded.
+    const interactive = process.stdin.isTTY === true;
     const forward = (signal: NodeJS.Signals): void => {
+      if (signal === 'SIGINT' && interactive) return;
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     };
     // Listening also keeps these signals from killing credproxy before CMD has reacted to them.
