@@ -36,7 +36,7 @@ process.on('exit', () => {
 });
 
 try {
-  await buildProgram().parseAsync(process.argv);
+  await (await buildProgram(process.argv)).parseAsync(process.argv);
 } catch (err) {
   // Commander has already printed its usage error or help text; only its exit code is left to apply.
   if (err instanceof CommanderError) process.exitCode = err.exitCode;

@@ -1,18 +1,25 @@
 /** Builds the `credproxy` command tree; main.ts runs it. */
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { execCommand } from './commands/exec.js';
-import { gitCredentialCommand } from './commands/gitCredential.js';
-import { importCommand } from './commands/import.js';
-import { keysCommand } from './commands/keys.js';
-import { loginCommand } from './commands/login.js';
-import { logoutCommand } from './commands/logout.js';
-import { providersCommand } from './commands/providers.js';
-import { serveCommand } from './commands/serve.js';
-import { statusCommand } from './commands/status.js';
-import { tokenCommand } from './commands/token.js';
 import { oneLine } from './util/errors.js';
-import { storeOption } from './util/stores.js';
+import { storeOption } from './util/storeOption.js';
+
+/**
+ * Each command's module, loaded only when that command runs (or for the full help): the helper
+ * commands a sandbox runs on every git operation or API call load no store, OAuth or daemon code.
+ */
+const COMMANDS: ReadonlyArray<readonly [string, () => Promise<Command>]> = [
+  ['serve', async () => (await import('./commands/serve.js')).serveCommand()],
+  ['login', async () => (await import('./commands/login.js')).loginCommand()],
+  ['providers', async () => (await import('./commands/providers.js')).providersCommand()],
+  ['import', async () => (await import('./commands/import.js')).importCommand()],
+  ['token', async () => (await import('./commands/token.js')).tokenCommand()],
+  ['logout', async () => (await import('./commands/logout.js')).logoutCommand()],
+  ['keys', async () => (await import('./commands/keys.js')).keysCommand()],
+  ['status', async () => (await import('./commands/status.js')).statusCommand()],
+  ['git-credential', async () => (await import('./commands/gitCredential.js')).gitCredentialCommand()],
+  ['exec', async () => (await import('./commands/exec.js')).execCommand()],
+];
 
 function packageVersion(): string {
   try {
@@ -37,15 +44,19 @@ function configureTree(cmd: Command): void {
   for (const sub of cmd.commands) configureTree(sub);
 }
 
-export function buildProgram(): Command {
+/**
+ * The command tree for `argv`: only the named command when the first word that names one does
+ * (its own --help included), every command otherwise (`credproxy --help`, a typo's error).
+ */
+export async function buildProgram(argv: readonly string[] = process.argv): Promise<Command> {
   const program = new Command('credproxy')
     .description('host-side credential broker: keeps refresh tokens and API keys on the host, serves short-lived access tokens to sandboxes')
     .version(packageVersion())
     .addOption(storeOption())
     .addHelpText('after', '\nData lives in $CREDPROXY_HOME, else $XDG_DATA_HOME/credproxy, else ~/.local/share/credproxy.');
-  for (const command of [serveCommand(), loginCommand(), providersCommand(), importCommand(), tokenCommand(), logoutCommand(), keysCommand(), statusCommand(), gitCredentialCommand(), execCommand()]) {
-    program.addCommand(command);
-  }
+  const named = argv.slice(2).find((word) => COMMANDS.some(([name]) => name === word));
+  const chosen = named === undefined ? COMMANDS : COMMANDS.filter(([name]) => name === named);
+  for (const command of await Promise.all(chosen.map(([, load]) => load()))) program.addCommand(command);
   configureTree(program);
   return program;
 }

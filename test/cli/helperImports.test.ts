@@ -11,6 +11,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sampleToken, startTestDaemon } from '../helpers/daemon.js';
 import { ROOT } from './cliHarness.js';
 
 const run = promisify(execFile);
@@ -55,5 +56,35 @@ describe.each(['cli/commands/gitCredential.js', 'cli/commands/exec.js'])('%s', (
     const packages = loaded.filter((u) => u.startsWith(NODE_MODULES)).map((u) => u.slice(NODE_MODULES.length).split('/')[0]);
     expect([...new Set(packages)]).toEqual(['commander']);
     expect(loaded.filter((u) => !u.startsWith(DIST) && !u.startsWith(NODE_MODULES) && !u.startsWith('node:'))).toEqual([]);
+  });
+});
+
+describe('the whole helper path through the credproxy binary', () => {
+  /** main.js loads only the command it runs; `token` also needs the pure token model and a duration formatter. */
+  const BINARY = [...ALLOWED, /^cli\/(main|program)\.js$/, /^cli\/util\/(storeOption|duration)\.js$/, /^cli\/commands\/token\.js$/, /^oauth\/token\.js$/];
+
+  it.each([
+    ['token', ['token', 'github'], ''],
+    ['git-credential', ['git-credential', 'get'], 'protocol=https\nhost=github.com\n\n'],
+  ])('`credproxy %s` through the proxy loads no store, OAuth, daemon or native code', async (_name, args, input) => {
+    const d = await startTestDaemon();
+    try {
+      await d.store.saveToken('github', 'default', sampleToken({ access_token: 'gho-lean-path' }));
+      const log = path.join(tmp, `main-${args[0]}.log`);
+      const out = await new Promise<string>((resolve, reject) => {
+        const child = execFile(process.execPath, ['--import', RECORDER, path.join(ROOT, 'dist', 'cli', 'main.js'), ...args], {
+          env: { PATH: process.env.PATH, CREDPROXY_LOAD_LOG: log, CREDPROXY_SOCKET: d.socketPath },
+        }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+        child.stdin!.end(input);
+      });
+      expect(out).toContain('gho-lean-path');
+      const loaded = fs.readFileSync(log, 'utf8').split('\n').filter(Boolean);
+      const ours = loaded.filter((u) => u.startsWith(DIST)).map((u) => u.slice(DIST.length));
+      expect(ours.filter((f) => !BINARY.some((rule) => rule.test(f)))).toEqual([]);
+      const packages = loaded.filter((u) => u.startsWith(NODE_MODULES)).map((u) => u.slice(NODE_MODULES.length).split('/')[0]);
+      expect([...new Set(packages)]).toEqual(['commander']);
+    } finally {
+      await d.stop();
+    }
   });
 });

@@ -5,7 +5,6 @@ import { secondsToExpiry } from '../../oauth/token.js';
 import { CliError } from '../util/errors.js';
 import { describeExpiry } from '../util/duration.js';
 import { proxySocketFromEnv, withProxyClient } from '../util/proxy.js';
-import { withHostStores } from '../util/stores.js';
 import { label, toTarget, type Target } from '../util/target.js';
 
 async function viaProxy(socketPath: string, target: Target): Promise<string | null> {
@@ -17,6 +16,8 @@ async function viaProxy(socketPath: string, target: Target): Promise<string | nu
 }
 
 async function fromHost(cmd: Command, target: Target): Promise<string | null> {
+  // Loaded only here: the proxy path (every apiKeyHelper call in a sandbox) needs no store code.
+  const { withHostStores } = await import('../util/stores.js');
   return withHostStores(cmd, async ({ tokens }) => {
     const token = await tokens.getToken(target.provider, target.bucket);
     if (!token) return null;

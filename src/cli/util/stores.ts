@@ -1,27 +1,12 @@
 /** Opening the host stores for a command, and always closing them again. */
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { openStores } from '../../store/open.js';
 import type { KeyStore, StoreBackend, TokenStore } from '../../store/types.js';
 import { dataDir } from '../../paths.js';
 import { CliError } from './errors.js';
+import { storeChoice, type StoreChoice } from './storeOption.js';
 
-export const STORE_CHOICES = ['auto', 'keyring', 'file', 'memory'] as const;
-export type StoreChoice = (typeof STORE_CHOICES)[number];
-
-/** The global `--store` option; commander rejects any other value with the list of choices. */
-export function storeOption(): Option {
-  return new Option(
-    '--store <backend>',
-    'host store backend (auto: OS keyring when usable, else encrypted file; memory: serve only, nothing persists)',
-  )
-    .choices(STORE_CHOICES)
-    .default('auto');
-}
-
-/** The `--store` value of a subcommand (declared once on the program). */
-export function storeChoice(cmd: Command): StoreChoice {
-  return (cmd.optsWithGlobals() as { store?: StoreChoice }).store ?? 'auto';
-}
+export { storeChoice, type StoreChoice };
 
 export interface HostStores {
   tokens: TokenStore;
