@@ -186,17 +186,12 @@ describe('FileStore encryption and keys', () => {
     for (const secret of ['AT-SECRET', 'RT-SECRET', 'SK-SECRET', 'correct horse']) expect(`${err.message} ${err.stack}`).not.toContain(secret);
   });
 
-  it('serves cached reads cheaply and still sees an out-of-band replace', async () => {
+  it('cached reads still see an out-of-band replace (their cost is measured by npm run bench, not here)', async () => {
     const dir = tempDir();
     const a = await FileStore.open({ dataDir: dir, env: NO_PASS });
     const b = await FileStore.open({ dataDir: dir, env: NO_PASS });
     await a.saveToken('p', 'b', token());
-    await b.getToken('p', 'b');
-    const started = performance.now();
-    for (let i = 0; i < 2000; i++) await b.getToken('p', 'b');
-    const perCallUs = ((performance.now() - started) * 1000) / 2000;
-    // A generous bound (slow CI): a cached read is a stat plus a JSON.parse, no decryption.
-    expect(perCallUs).toBeLessThan(200);
+    for (let i = 0; i < 3; i++) expect((await b.getToken('p', 'b'))!.access_token).toBe(token().access_token);
     await a.saveToken('p', 'b', token({ access_token: 'at-new' }));
     expect((await b.getToken('p', 'b'))!.access_token).toBe('at-new');
   });

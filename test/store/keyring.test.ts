@@ -154,7 +154,6 @@ describe.skipIf(skip)('KeyringStore with a real Secret Service', () => {
   it('probe: a session bus without a Secret Service fails fast with the D-Bus reason', async () => {
     const bare = await startSessionBus();
     try {
-      const started = Date.now();
       // Probed in a child process, so this worker's keyring connection is not affected.
       const result = await probeKeyring({ ...process.env, DBUS_SESSION_BUS_ADDRESS: bare.address }, 5000).catch((e: unknown) => e);
       // A custom env with another bus is refused before probing (the library uses process.env)...
@@ -165,8 +164,8 @@ describe.skipIf(skip)('KeyringStore with a real Secret Service', () => {
       expect(code, stderr).toBe(0);
       const probe = JSON.parse(run.lines[0]!) as { ok: boolean; why?: string };
       expect(probe.ok).toBe(false);
+      // The bus's own answer, not the probe's timeout ("no Secret Service answered within …"): it failed fast.
       expect(probe.why).toMatch(/^the Secret Service did not work: .*(ServiceUnknown|not provided|activat)/i);
-      expect(Date.now() - started).toBeLessThan(5000);
     } finally {
       await bare.stop();
     }

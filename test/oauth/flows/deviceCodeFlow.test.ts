@@ -165,9 +165,8 @@ describe('device code flow', () => {
   it('gives up an upstream call after httpTimeoutMs', async () => {
     const { flow, deps } = await start(() => ({ delayMs: 2_000, body: {} }), { ...DEVICE, interval: 5 }, testDeps({ httpTimeoutMs: 100 }));
     deps.clock.advance(5_000);
-    const started = Date.now();
+    // The message says the 100 ms limit ended it: the 2 s answer would have been a different failure.
     await expect(flow.poll!(never)).rejects.toMatchObject({ code: 'POLL_FAILED', message: 'Token request failed: token endpoint timed out' });
-    expect(Date.now() - started).toBeLessThan(1_500);
   });
 
   it('cancel aborts an in-flight request and ends the flow', async () => {
