@@ -316,7 +316,17 @@ describe('RefreshCoordinator (same server, its own store)', () => {
   });
 
   it('re-reads under the lock: a token written while it waited is returned without calling upstream', async () => {
-    const own = new MemoryStore();
+    /** Tells when a second lock request arrives: the coordinator has read the token and queued for the lock. */
+    class LockWatch extends MemoryStore {
+      private requests = 0;
+      queued!: () => void;
+      readonly waiting = new Promise<void>((resolve) => (this.queued = resolve));
+      override withTokenLock<T>(provider: string, bucket: string, fn: () => Promise<T>): Promise<T> {
+        if (++this.requests === 2) this.queued();
+        return super.withTokenLock(provider, bucket, fn);
+      }
+    }
+    const own = new LockWatch();
     const real = await login('unit-reread');
     await own.saveToken(P, 'default', real);
     const coordinator = new RefreshCoordinator({ tokens: new TokenService(own), registry, cooldownMs: 0 });
@@ -324,7 +334,7 @@ describe('RefreshCoordinator (same server, its own store)', () => {
     const holder = own.withTokenLock(P, 'default', () => new Promise<void>((r) => (release = r)));
     const { result, log } = await tokenRequestsDuring(async () => {
       const pending = coordinator.refresh(P, 'default');
-      await new Promise((r) => setTimeout(r, 20)); // it has read the token and queued for the lock
+      await own.waiting; // it has read the token and queued for the lock
       // What another process's refresh leaves behind.
       await own.saveToken(P, 'default', { ...real, access_token: 'at-from-elsewhere', refresh_token: 'rt-from-elsewhere', expiry: Math.floor(Date.now() / 1000) + 3600 });
       release();
