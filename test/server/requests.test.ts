@@ -139,8 +139,11 @@ describe('limits and cancel', () => {
   });
 
   it('answers the 61st request within a second with RATE_LIMITED and retryAfter 1', async () => {
-    const c = await RawClient.ready(d.socketPath);
-    // Batches of 10 stay under the in-flight limit; all 61 still go out well within one second.
+    // The daemon's clock stands still until the test moves it, so "within a second" holds however slow the machine.
+    let clockMs = Date.now();
+    const timed = await startTestDaemon({ now: () => clockMs });
+    const c = await RawClient.ready(timed.socketPath);
+    // Batches of 10 stay under the in-flight limit.
     const replies = [];
     for (let batch = 0; batch < 61; batch += 10) {
       const ids = Array.from({ length: Math.min(10, 61 - batch) }, (_, i) => `q${batch + i}`);
@@ -149,17 +152,21 @@ describe('limits and cancel', () => {
     }
     expect(replies.filter((r) => r.ok === true)).toHaveLength(60);
     expect(replies[60]).toEqual({ v: 2, id: 'q60', ok: false, code: 'RATE_LIMITED', error: 'Too many requests', retryAfter: 1 });
-    await new Promise((r) => setTimeout(r, 1_100));
+    clockMs += 1_100;
     expect(await c.request('has_api_key', { name: 'k' }, 'after')).toMatchObject({ ok: true });
     c.close();
+    await timed.stop();
   });
 
   it('counts malformed frames against the rate limit too', async () => {
-    const c = await RawClient.ready(d.socketPath);
+    const frozen = Date.now();
+    const timed = await startTestDaemon({ now: () => frozen });
+    const c = await RawClient.ready(timed.socketPath);
     for (let i = 0; i < 60; i++) c.send({ v: 2, op: 'list_api_keys' });
     for (let i = 0; i < 60; i++) expect(await c.next()).toMatchObject({ id: 'unknown', code: 'INVALID_REQUEST' });
     expect(await c.request('list_api_keys', {}, 'after-junk')).toMatchObject({ code: 'RATE_LIMITED', retryAfter: 1 });
     c.close();
+    await timed.stop();
   });
 
   it('store failures reach the client without host paths', async () => {
