@@ -3,7 +3,7 @@
  * runs CMD with fresh credentials in its environment, for tools that read a token or key from a
  * variable. The values come through the proxy (get_token, so the daemon refreshes; get_api_key),
  * go into the child's environment only — never argv, never output — and the connection is closed
- * before CMD starts. SIGINT, SIGTERM and SIGHUP are passed on to CMD; the exit status is CMD's, or
+ * before CMD starts. SIGTERM, SIGHUP and (off a terminal) SIGINT are passed on to CMD; the exit status is CMD's, or
  * 128 + the signal number when CMD was killed by a signal, as shells report it.
  *
  * Loads only the client and small CLI utils (no host store, OAuth or server code).
@@ -119,8 +119,8 @@ Examples:
   credproxy exec --provider github --env GH_TOKEN --env GITHUB_TOKEN --key openai --env OPENAI_API_KEY -- ./build.sh
 
 The values are read once, when CMD starts, and reach CMD only through its environment. The exit
-status is CMD's, or 128 + N when CMD is killed by signal N; SIGINT, SIGTERM and SIGHUP sent to
-credproxy are passed on to CMD.`,
+status is CMD's, or 128 + N when CMD is killed by signal N; SIGTERM and SIGHUP sent to credproxy
+are passed on to CMD, and SIGINT too unless stdin is a terminal (a Ctrl-C there already reaches CMD).`,
     )
     .action(async (command: string, args: string[], _opts: unknown, cmd: Command) => {
       const sources = parseExecOptions(given);
