@@ -11,7 +11,7 @@ function adminOf(ctx: HandlerContext): AdminService {
 }
 
 export const adminHandlers: { [O in AdminOp]: Handler<O> } = {
-  grant_open: (ctx, payload) => adminOf(ctx).openGrant(ctx.conn, payload),
+  grant_open: (ctx, payload) => adminOf(ctx).openGrant(ctx.conn, payload, ctx.signal),
   grant_close: async (ctx, { grant_id }) => {
     if (!(await adminOf(ctx).closeGrant(grant_id))) throw new ProxyError('NOT_FOUND', `No grant ${grant_id} was opened on this daemon`);
     return {};

@@ -40,7 +40,7 @@ export type GrantListing = {
 /** The admin ops of PROTOCOL.md §11, implemented by the daemon. */
 export interface AdminService {
   /** `conn` is the control connection: a grant without ttl_s ends when it closes. */
-  openGrant(conn: number, request: Payload<'grant_open'>): Promise<{ grant_id: string; socket: string; capability?: string }>;
+  openGrant(conn: number, request: Payload<'grant_open'>, signal: AbortSignal): Promise<{ grant_id: string; socket: string; capability?: string }>;
   /** False when no grant of that id was opened through grant_open. */
   closeGrant(grantId: string): Promise<boolean>;
   listGrants(): GrantListing[];

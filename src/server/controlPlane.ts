@@ -14,6 +14,7 @@ import type { GrantRegistry } from '../auth/GrantRegistry.js';
 import type { Grant } from '../auth/grants.js';
 import type { AdminService, GrantListing } from '../handlers/context.js';
 import type { SessionStore } from '../oauth/sessions.js';
+import { errors, ProxyError } from '../protocol/errors.js';
 import type { Payload } from '../protocol/messages.js';
 import { assertSocketPathLength, ensurePrivateDir } from './socketPath.js';
 
@@ -30,10 +31,13 @@ export interface ControlPlaneDeps {
   connectionsOf(grantId: string): number;
   /** The rest of daemon_status (listeners, connections, store, tokens). */
   status(): Promise<Record<string, unknown>>;
+  /** Operational messages (never secrets). */
+  log(line: string): void;
 }
 
 interface Opened {
-  server: net.Server;
+  /** Null while grant_open is still setting the socket up. */
+  server: net.Server | null;
   socketPath: string;
   /** The control connection whose close ends the grant; null with ttl_s. */
   conn: number | null;
@@ -64,30 +68,40 @@ export class ControlPlane implements AdminService {
     return this.opened.get(grantId)?.socketPath;
   }
 
-  async openGrant(conn: number, request: Payload<'grant_open'>): Promise<{ grant_id: string; socket: string; capability?: string }> {
+  async openGrant(conn: number, request: Payload<'grant_open'>, signal: AbortSignal): Promise<{ grant_id: string; socket: string; capability?: string }> {
     const { grants, dir, now } = this.deps;
     const id = `run-${randomBytes(6).toString('hex')}`;
     const grant: Grant = { id, providers: request.providers, keys: request.keys, ops: request.ops };
     const capability = request.capability ? newCapability() : undefined;
     const subdir = path.join(dir, id);
     const socketPath = path.join(subdir, `${randomBytes(16).toString('hex')}.sock`);
-    assertSocketPathLength(socketPath);
+    try {
+      assertSocketPathLength(socketPath);
+    } catch (err) {
+      throw new ProxyError('INTERNAL_ERROR', (err as Error).message);
+    }
     grants.add(grant, {
       ...(request.label !== undefined && { label: request.label }),
       ...(capability !== undefined && { capabilitySha256: hashCapability(capability) }),
       ...(request.ttl_s !== undefined && { expires: now() + request.ttl_s * 1000 }),
     });
-    let server: net.Server;
+    // Registered before the await, so a control connection that closes meanwhile ends this grant too.
+    const entry: Opened = { server: null, socketPath, conn: request.ttl_s === undefined ? conn : null };
+    this.opened.set(id, entry);
     try {
       ensurePrivateDir(subdir);
       grants.bind(sandboxListener(id), id, { exclusive: true });
-      server = await this.deps.listen(sandboxListener(id), socketPath);
+      entry.server = await this.deps.listen(sandboxListener(id), socketPath);
     } catch (err) {
       grants.revoke(id);
-      fs.rmSync(subdir, { recursive: true, force: true });
       throw err;
     }
-    this.opened.set(id, { server, socketPath, conn: request.ttl_s === undefined ? conn : null });
+    // Nobody will learn of a grant whose request was cancelled or timed out, or whose launcher is gone.
+    if (signal.aborted || this.opened.get(id) !== entry) {
+      if (this.opened.get(id) === entry) grants.revoke(id);
+      else entry.server.close();
+      throw errors.cancelled();
+    }
     return { grant_id: id, socket: socketPath, ...(capability !== undefined && { capability }) };
   }
 
@@ -141,8 +155,16 @@ export class ControlPlane implements AdminService {
     if (!o) return;
     this.opened.delete(grant.id);
     this.deps.grants.unbind(sandboxListener(grant.id));
-    o.server.close();
-    fs.rmSync(path.dirname(o.socketPath), { recursive: true, force: true });
-    await this.deps.sessions?.cancelGrant(grant.id);
+    o.server?.close();
+    try {
+      // First: nothing a sandbox left in its (mounted, writable) directory may keep its logins alive.
+      await this.deps.sessions?.cancelGrant(grant.id);
+    } finally {
+      try {
+        fs.rmSync(path.dirname(o.socketPath), { recursive: true, force: true });
+      } catch (err) {
+        this.deps.log(`could not remove the socket directory of grant ${grant.id} (${(err as NodeJS.ErrnoException).code ?? 'error'}); remove ${path.dirname(o.socketPath)} by hand`);
+      }
+    }
   }
 }

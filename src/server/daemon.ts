@@ -26,7 +26,7 @@ import { Dispatcher } from './dispatch.js';
 import { listenPrivately, prepareSocketPath } from './listen.js';
 import { DEFAULT_LIMITS, type DaemonOptions } from './options.js';
 import { peerCredentialsSupported, readPeerCredentials, type PeerCredentials } from './peerCredentials.js';
-import { assertSocketPathLength, socketFileName } from './socketPath.js';
+import { assertSocketPathLength, defaultSocketPath, ensurePrivateDir, removeStaleSockets, socketFileName } from './socketPath.js';
 import { parseLoopbackAddress } from './tcpAddress.js';
 import { streamTransport } from './transport.js';
 
@@ -86,7 +86,10 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
     throw new Error('Cannot read peer credentials (SO_PEERCRED) on this system; refusing to serve without them');
   }
   const socketPath = await prepareSocketPath(options.socketPath, log);
-  const dir = path.dirname(socketPath);
+  // The control socket, current.json and sandbox-socket directories live in a private directory:
+  // the main socket's when it is one (0700, ours), else the default one (an explicit --socket may
+  // sit in a shared directory).
+  const dir = await controlDirFor(socketPath, log);
   // Its own nonce: knowing the main socket's name (often mounted into sandboxes) says nothing of it.
   const controlPath = path.join(dir, socketFileName().replace(/\.sock$/, '.ctl'));
   assertSocketPathLength(controlPath);
@@ -115,6 +118,7 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
     now,
     listen: (name, file) => listenUnix({ name, kind: 'sandbox' }, file),
     connectionsOf: (grantId) => [...connections.keys()].filter((c) => c.grant?.id === grantId).length,
+    log,
     status: async () => ({
       pid: process.pid,
       version: PACKAGE_VERSION,
@@ -149,12 +153,15 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
     };
     if (listener.kind !== 'tcp') {
       peer = readPeerCredentials(socket);
-      // On Linux the kernel always knows the peer; not learning it means something is wrong: fail closed.
-      if (!peer && requirePeerCredentials) return refuse('PEER_UNKNOWN');
+      // On Linux the kernel always knows the peer; not learning it means something is wrong: fail
+      // closed. The control socket fails closed everywhere: it must know the peer is us.
+      if (!peer && (requirePeerCredentials || listener.kind === 'control')) return refuse('PEER_UNKNOWN');
       const allowed = listener.kind === 'control' ? peer?.uid === ownUid : peer?.uid === ownUid || allowUids.has(peer?.uid ?? -1);
       if (peer && !allowed) return refuse('PEER_REFUSED');
     }
-    if (connections.size >= limits.maxConnections) return refuse('CONNECTION_LIMIT');
+    // The control socket (own uid only) is outside the daemon-wide cap, so connections that never
+    // authenticate (TCP is open to every local uid) cannot lock its owner out.
+    if (listener.kind !== 'control' && connections.size >= limits.maxConnections) return refuse('CONNECTION_LIMIT');
     if (listener.kind === 'sandbox' && countOn(listener.name) >= limits.maxSandboxConnections) return refuse('CONNECTION_LIMIT');
     const conn = new Connection(connId, streamTransport(socket), peer, {
       dispatcher,
@@ -173,6 +180,7 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
     const server = net.createServer((s) => accept(s, listener));
     await listenPrivately(server, file);
     servers.push(server);
+    server.once('close', () => servers.splice(servers.indexOf(server), 1));
     return server;
   }
 
@@ -181,13 +189,16 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
   try {
     await listenUnix({ name: 'control', kind: 'control' }, controlPath);
     if (tcp) tcpAddress = await listenTcp(tcp, options.tcp!, (s) => accept(s, { name: TCP_LISTENER, kind: 'tcp' }), servers);
+    if (options.discovery !== false) writeDiscovery(dir, { pid: process.pid, socket: socketPath, control: controlPath, version: PACKAGE_VERSION });
   } catch (err) {
-    for (const server of servers) server.close();
+    for (const server of [...servers]) server.close();
     fs.rmSync(socketPath, { force: true });
     fs.rmSync(controlPath, { force: true });
+    await login?.shutdown();
+    grants.close();
+    await audit.close();
     throw err;
   }
-  if (options.discovery !== false) writeDiscovery(dir, { pid: process.pid, socket: socketPath, control: controlPath, version: PACKAGE_VERSION });
 
   let resolveClosed!: () => void;
   const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
@@ -230,6 +241,17 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
   if (options.handleSignals) for (const s of signals) process.on(s, onSignal);
   log(`listening on ${socketPath}${tcpAddress ? ` and ${tcpAddress.host}:${tcpAddress.port}` : ''}`);
   return { socketPath, controlPath, tcpAddress, grants, sessions: login?.sessions ?? null, stop, closed };
+}
+
+/** The main socket's directory when it is private and ours, else the default socket directory (made private, stale entries cleared). */
+async function controlDirFor(socketPath: string, log: (line: string) => void): Promise<string> {
+  const own = path.dirname(socketPath);
+  const st = fs.lstatSync(own);
+  if (st.isDirectory() && st.uid === process.getuid?.() && (st.mode & 0o777) === 0o700) return own;
+  const { dir } = defaultSocketPath();
+  ensurePrivateDir(dir);
+  for (const removed of await removeStaleSockets(dir)) log(`removed stale socket ${removed}`);
+  return dir;
 }
 
 /** The loopback TCP listener (§1); a start failure names the address. */

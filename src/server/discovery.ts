@@ -36,9 +36,12 @@ export function readDiscovery(dir: string): DiscoveryEntry | null {
   return entry && processAlive(entry.pid) ? entry : null;
 }
 
+/** The entry, when the file is a regular 0600-or-tighter file of ours (not a link another user planted). */
 function readEntry(file: string): DiscoveryEntry | null {
   let value: unknown;
   try {
+    const st = fs.lstatSync(file);
+    if (!st.isFile() || st.uid !== process.getuid?.() || (st.mode & 0o077) !== 0) return null;
     value = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch {
     return null;

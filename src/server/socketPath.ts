@@ -69,12 +69,16 @@ export function assertSocketPathLength(socketPath: string): void {
   }
 }
 
-/** Picks the default socket path: the first candidate directory where the full path fits. */
+/** The longest name a sandbox socket adds to the directory (§11): `/run-<12 hex>/<32 hex>.sock`. */
+const SANDBOX_SOCKET_SUFFIX_BYTES = '/run-'.length + 12 + 1 + 32 + '.sock'.length;
+
+/** Picks the default socket path: the first candidate directory where it and every sandbox socket fit. */
 export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): { dir: string; socketPath: string } {
   const name = socketFileName();
   for (const dir of socketDirCandidates(env)) {
     const socketPath = path.join(dir, name);
-    if (Buffer.byteLength(socketPath) < MAX_SOCKET_PATH_BYTES) return { dir, socketPath };
+    const longest = Math.max(Buffer.byteLength(socketPath), Buffer.byteLength(dir) + SANDBOX_SOCKET_SUFFIX_BYTES);
+    if (longest < MAX_SOCKET_PATH_BYTES) return { dir, socketPath };
   }
   throw new Error('No socket directory gives a path under 100 bytes; pass --socket with a short path');
 }

@@ -49,7 +49,14 @@ describe('control socket and discovery', () => {
 
   it('a stale current.json (its pid is gone) is ignored, and stop removes the daemon\'s own entry', async () => {
     const dir = tempDir();
-    fs.writeFileSync(path.join(dir, 'current.json'), JSON.stringify({ pid: 2 ** 22 + 12345, socket: '/x.sock', control: '/x.ctl', version: '0.0.0' }));
+    const file = path.join(dir, 'current.json');
+    fs.writeFileSync(file, JSON.stringify({ pid: process.pid, socket: '/x.sock', control: '/x.ctl', version: '0.0.0' }), { mode: 0o644 });
+    // Readable by others (or planted): not believed, even though its pid is alive.
+    expect(readDiscovery(dir)).toBeNull();
+    fs.chmodSync(file, 0o600);
+    expect(readDiscovery(dir)?.control).toBe('/x.ctl');
+    fs.writeFileSync(file, JSON.stringify({ pid: 2 ** 22 + 12345, socket: '/x.sock', control: '/x.ctl', version: '0.0.0' }), { mode: 0o600 });
+    // Its pid is gone: a stale entry.
     expect(readDiscovery(dir)).toBeNull();
     const t = await startTestDaemon({ socketPath: path.join(dir, 'd.sock') });
     expect(readDiscovery(dir)?.socket).toBe(t.socketPath);
@@ -268,6 +275,58 @@ describe('ending a grant ends its logins', () => {
       await flowCancelled;
       await expectGone(socket);
       expect(t.daemon.sessions!.size).toBe(0);
+    } finally {
+      await t.stop();
+    }
+  });
+});
+
+describe('review fixes', () => {
+  it('a grant_open cancelled before its socket is up leaves no grant behind', async () => {
+    const c = await control();
+    c.send({ v: 2, id: 'open', op: 'grant_open', payload: GRANT });
+    c.send({ v: 2, id: 'stop', op: 'cancel', payload: { targetId: 'open' } });
+    expect(await c.replyFor('open')).toMatchObject({ ok: false, code: 'CANCELLED' });
+    // The undo runs once the socket it was making is up; wait for it through the registry's own view.
+    for (;;) {
+      const list = (await c.request('grant_list')).data as { grants: Array<{ grant_id: string }> };
+      if (!list.grants.some((g) => g.grant_id.startsWith('run-'))) break;
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(fs.readdirSync(d.dir).filter((n) => n.startsWith('run-'))).toEqual([]);
+    c.close();
+  });
+
+  it('connections that never authenticate cannot lock the owner out of the control socket', async () => {
+    const t = await startTestDaemon({ tcp: '127.0.0.1:0', limits: { maxConnections: 2 } });
+    try {
+      const idle = await Promise.all([1, 2].map(() => RawClient.connect(t.daemon.tcpAddress!)));
+      const third = await RawClient.connect(t.daemon.tcpAddress!);
+      expect(await third.waitClosed()).toBe(true);
+      const c = await RawClient.ready(t.daemon.controlPath);
+      expect(await c.request('grant_list')).toMatchObject({ ok: true });
+      c.close();
+      for (const x of idle) x.close();
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it('with an explicit socket in a shared directory, the control socket and grant directories go to the private default directory', async () => {
+    const shared = path.join(tempDir(), 'shared');
+    fs.mkdirSync(shared, { mode: 0o755 });
+    fs.chmodSync(shared, 0o755);
+    const t = await startTestDaemon({ socketPath: path.join(shared, 'd.sock'), discovery: false });
+    try {
+      expect(path.dirname(t.daemon.controlPath)).not.toBe(shared);
+      const st = fs.statSync(path.dirname(t.daemon.controlPath));
+      expect(st.mode & 0o777).toBe(0o700);
+      const c = await RawClient.ready(t.daemon.controlPath);
+      const { socket } = (await c.request('grant_open', GRANT)).data as { socket: string };
+      expect(path.dirname(path.dirname(socket))).toBe(path.dirname(t.daemon.controlPath));
+      expect(fs.readdirSync(shared)).toEqual(['d.sock']);
+      c.close();
+      await expectGone(socket);
     } finally {
       await t.stop();
     }
