@@ -19,8 +19,11 @@ import { EMPTY_GRANT, FULL_GRANT, type Grant } from './grants.js';
 
 /** Ids the daemon uses for its own grants; a capability must not be mistaken for them in audit or session ownership. */
 export const RESERVED_GRANT_IDS = ['default', 'full', 'none', 'control'];
+/** Grants opened at run time (grant_open) are named `run-…`. */
+export const RUN_GRANT_PREFIX = 'run-';
 const grantId = nameSchema('grant')
-  .refine((id) => !RESERVED_GRANT_IDS.includes(id), { message: `must not be one of ${RESERVED_GRANT_IDS.join(', ')} (reserved)` });
+  .refine((id) => !RESERVED_GRANT_IDS.includes(id), { message: `must not be one of ${RESERVED_GRANT_IDS.join(', ')} (reserved)` })
+  .refine((id) => !id.startsWith(RUN_GRANT_PREFIX), { message: `must not start with "${RUN_GRANT_PREFIX}" (reserved for grants opened at run time)` });
 
 const policySchema = z.strictObject({
   default: z.strictObject(grantShape).optional(),

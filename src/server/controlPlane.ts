@@ -12,6 +12,7 @@ import path from 'node:path';
 import { hashCapability, newCapability } from '../auth/capability.js';
 import type { GrantRegistry } from '../auth/GrantRegistry.js';
 import type { Grant } from '../auth/grants.js';
+import { RUN_GRANT_PREFIX } from '../auth/policy.js';
 import type { AdminService, GrantListing } from '../handlers/context.js';
 import type { SessionStore } from '../oauth/sessions.js';
 import { errors, ProxyError } from '../protocol/errors.js';
@@ -70,7 +71,7 @@ export class ControlPlane implements AdminService {
 
   async openGrant(conn: number, request: Payload<'grant_open'>, signal: AbortSignal): Promise<{ grant_id: string; socket: string; capability?: string }> {
     const { grants, dir, now } = this.deps;
-    const id = `run-${randomBytes(6).toString('hex')}`;
+    const id = `${RUN_GRANT_PREFIX}${randomBytes(6).toString('hex')}`;
     const grant: Grant = { id, providers: request.providers, keys: request.keys, ops: request.ops };
     const capability = request.capability ? newCapability() : undefined;
     const subdir = path.join(dir, id);

@@ -243,6 +243,7 @@ describe('policy file errors', () => {
     ['{"default":{"providers":{"bad name":"*"}}}', /default\.providers/],
     ['{"defaults":{}}', /Invalid field/],
     [`{"capabilities":[{"id":"default","tokenSha256":"${'a'.repeat(64)}"}]}`, /capabilities\.0\.id.*reserved/],
+    [`{"capabilities":[{"id":"run-1","tokenSha256":"${'a'.repeat(64)}"}]}`, /capabilities\.0\.id.*must not start with "run-"/],
   ])('%s is rejected with a specific message', (text, pattern) => {
     expect(() => parsePolicy(text, path.join('x', 'policy.json'))).toThrow(pattern);
   });
