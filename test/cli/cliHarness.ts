@@ -8,6 +8,10 @@ import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
+import type { StoredToken } from '../../src/store/types.js';
+import { sampleToken, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
@@ -37,6 +41,34 @@ export function makeSandbox(): Sandbox {
     LANG: 'C',
   };
   return { dir, env, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export interface ProxySandbox {
+  daemon: TestDaemon;
+  box: Sandbox;
+  /** The github access token stored for the current test. */
+  token: string;
+}
+
+/**
+ * For the test file of a sandbox-side command: one daemon for the whole file and, for each test, a
+ * fresh sandbox whose CREDPROXY_SOCKET names it and a fresh github token stored there (with
+ * `tokenFields`). Read the fields inside tests and hooks: they are set by this helper's hooks.
+ */
+export function useProxySandbox(tokenFields: Partial<StoredToken> = {}): ProxySandbox {
+  const fx = {} as ProxySandbox;
+  beforeAll(async () => {
+    fx.daemon = await startTestDaemon();
+  });
+  afterAll(() => fx.daemon.stop());
+  beforeEach(async () => {
+    fx.box = makeSandbox();
+    fx.box.env.CREDPROXY_SOCKET = fx.daemon.socketPath;
+    fx.token = `gho_${randomBytes(16).toString('hex')}`;
+    await fx.daemon.store.saveToken('github', 'default', sampleToken({ access_token: fx.token, ...tokenFields }));
+  });
+  afterEach(() => fx.box.cleanup());
+  return fx;
 }
 
 export interface RunOptions {

@@ -6,11 +6,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { hashCapability, newCapability } from '../../src/auth/capability.js';
 import { parsePolicy } from '../../src/auth/policy.js';
-import { sampleToken, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { CLI, expectOneErrorLine, finished, makeSandbox, runCli, spawnCli, type RunResult, type Sandbox } from './cliHarness.js';
+import { sampleToken, startTestDaemon } from '../helpers/daemon.js';
+import { CLI, expectOneErrorLine, finished, runCli, spawnCli, type RunResult, useProxySandbox } from './cliHarness.js';
 
 const NODE = process.execPath;
 const sha256 = (value: string): string => createHash('sha256').update(value).digest('hex');
@@ -42,27 +42,15 @@ report.$ = { capabilityFdVar: process.env.CREDPROXY_CAPABILITY_FD ?? null, fds, 
 process.stdout.write(JSON.stringify(report));
 `;
 
-let daemon: TestDaemon;
-let box: Sandbox;
-let token: string;
+const fx = useProxySandbox();
 let apiKey: string;
 
-beforeAll(async () => {
-  daemon = await startTestDaemon();
-});
-afterAll(() => daemon.stop());
-
 beforeEach(async () => {
-  box = makeSandbox();
-  box.env.CREDPROXY_SOCKET = daemon.socketPath;
-  token = `gho_${randomBytes(16).toString('hex')}`;
   apiKey = `sk-${randomBytes(16).toString('hex')}`;
-  await daemon.store.saveToken('github', 'default', sampleToken({ access_token: token }));
-  await daemon.store.setKey('openai', apiKey);
+  await fx.daemon.store.setKey('openai', apiKey);
 });
-afterEach(() => box.cleanup());
 
-const exec = (args: string[], env: NodeJS.ProcessEnv = box.env): Promise<RunResult> => runCli(['exec', ...args], { env });
+const exec = (args: string[], env: NodeJS.ProcessEnv = fx.box.env): Promise<RunResult> => runCli(['exec', ...args], { env });
 
 interface Seen {
   sha256: string;
@@ -80,14 +68,14 @@ describe('values reach the child through its environment only', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const report = JSON.parse(r.stdout) as Report;
-    expect(report.GH_TOKEN).toEqual(unseen(token));
+    expect(report.GH_TOKEN).toEqual(unseen(fx.token));
     expect(report.$.parentIsExec).toBe(true);
-    expect(r.stdout).not.toContain(token);
+    expect(r.stdout).not.toContain(fx.token);
   });
 
   it('several variables from tokens and keys, a bucket, and one value in two variables', async () => {
     const work = `tok-${randomBytes(8).toString('hex')}`;
-    await daemon.store.saveToken('github', 'work', sampleToken({ access_token: work }));
+    await fx.daemon.store.saveToken('github', 'work', sampleToken({ access_token: work }));
     const r = await exec([
       '--provider', 'github', '--env', 'GH_TOKEN', '--env', 'GITHUB_TOKEN',
       '--provider', 'github', '--bucket', 'work', '--env', 'WORK_TOKEN',
@@ -96,15 +84,15 @@ describe('values reach the child through its environment only', () => {
     ]);
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout) as Report;
-    expect(report.GH_TOKEN).toEqual(unseen(token));
-    expect(report.GITHUB_TOKEN).toEqual(unseen(token));
+    expect(report.GH_TOKEN).toEqual(unseen(fx.token));
+    expect(report.GITHUB_TOKEN).toEqual(unseen(fx.token));
     expect(report.WORK_TOKEN).toEqual(unseen(work));
     expect(report.OPENAI_API_KEY).toEqual(unseen(apiKey));
     expect(report.NOT_SET).toBeNull();
   });
 
   it('the rest of the environment is passed on, and the command line after -- is the child’s own', async () => {
-    const env = { ...box.env, KEEP_ME: 'kept' };
+    const env = { ...fx.box.env, KEEP_ME: 'kept' };
     const r = await exec(['--provider', 'github', '--env', 'T', '--', 'sh', '-c', 'printf "%s|" "$KEEP_ME" "$@"', 'sh', '--env', 'x', '--'], env);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe('kept|--env|x|--|');
@@ -118,12 +106,12 @@ describe('values reach the child through its environment only', () => {
       ),
     });
     try {
-      await restricted.store.saveToken('github', 'default', sampleToken({ access_token: token }));
+      await restricted.store.saveToken('github', 'default', sampleToken({ access_token: fx.token }));
       // A file rather than a pipe, so that an inherited copy would be recognisable in the child's /proc/self/fd.
-      const capabilityFile = path.join(box.dir, 'capability');
+      const capabilityFile = path.join(fx.box.dir, 'capability');
       writeFileSync(capabilityFile, `${capability}\n`);
       const fd = openSync(capabilityFile, 'r');
-      const env = { ...box.env, CREDPROXY_SOCKET: restricted.socketPath, CREDPROXY_CAPABILITY_FD: '3' };
+      const env = { ...fx.box.env, CREDPROXY_SOCKET: restricted.socketPath, CREDPROXY_CAPABILITY_FD: '3' };
       const child = spawn(NODE, [CLI, 'exec', '--provider', 'github', '--env', 'GH_TOKEN', '--', NODE, '-e', INSPECT, 'GH_TOKEN'], {
         env,
         stdio: ['pipe', 'pipe', 'pipe', fd],
@@ -134,7 +122,7 @@ describe('values reach the child through its environment only', () => {
       const r = await done;
       expect(r.code, r.stderr).toBe(0);
       const report = JSON.parse(r.stdout) as Report;
-      expect(report.GH_TOKEN).toEqual(unseen(token));
+      expect(report.GH_TOKEN).toEqual(unseen(fx.token));
       expect(report.$.capabilityFdVar).toBeNull();
       expect(report.$.fds.length).toBeGreaterThan(3);
       expect(report.$.fds).not.toContain(capabilityFile);
@@ -159,13 +147,13 @@ describe('exit status', () => {
   });
 
   it('127 with one line when the command does not exist', async () => {
-    const r = await exec(['--provider', 'github', '--env', 'T', '--', path.join(box.dir, 'no-such-command')]);
+    const r = await exec(['--provider', 'github', '--env', 'T', '--', path.join(fx.box.dir, 'no-such-command')]);
     expect(r.code).toBe(127);
-    expect(r.stderr).toBe(`credproxy: Cannot run ${path.join(box.dir, 'no-such-command')}: command not found\n`);
+    expect(r.stderr).toBe(`credproxy: Cannot run ${path.join(fx.box.dir, 'no-such-command')}: command not found\n`);
   });
 
   it('126 when it exists but cannot be run', async () => {
-    expect((await exec(['--provider', 'github', '--env', 'T', '--', box.dir])).code).toBe(126);
+    expect((await exec(['--provider', 'github', '--env', 'T', '--', fx.box.dir])).code).toBe(126);
   });
 });
 
@@ -189,7 +177,7 @@ console.log('ready');
 
   for (const [signal, code] of [['SIGINT', 41], ['SIGTERM', 42], ['SIGHUP', 43]] as const) {
     it(`${signal} is forwarded; credproxy exits with the child's code`, async () => {
-      const child = spawnCli(['exec', '--provider', 'github', '--env', 'T', '--', NODE, '-e', HANDLES], box.env);
+      const child = spawnCli(['exec', '--provider', 'github', '--env', 'T', '--', NODE, '-e', HANDLES], fx.box.env);
       child.stdin!.end();
       const ready = readyLine(child);
       const done = finished(child);
@@ -201,7 +189,7 @@ console.log('ready');
   }
 
   it('a child without a handler dies of the forwarded signal: 130 for SIGINT', async () => {
-    const child = spawnCli(['exec', '--provider', 'github', '--env', 'T', '--', NODE, '-e', 'setInterval(() => {}, 1000); console.log("ready")'], box.env);
+    const child = spawnCli(['exec', '--provider', 'github', '--env', 'T', '--', NODE, '-e', 'setInterval(() => {}, 1000); console.log("ready")'], fx.box.env);
     child.stdin!.end();
     const ready = readyLine(child);
     const done = finished(child);
@@ -212,15 +200,15 @@ console.log('ready');
 });
 
 describe('errors: one line, non-zero, and the command does not run', () => {
-  const marker = (): string => path.join(box.dir, 'ran');
+  const marker = (): string => path.join(fx.box.dir, 'ran');
   const touch = (): string[] => [NODE, '-e', `require('fs').writeFileSync(${JSON.stringify(marker())}, 'x')`];
 
-  async function refused(args: string[], env: NodeJS.ProcessEnv = box.env): Promise<string> {
+  async function refused(args: string[], env: NodeJS.ProcessEnv = fx.box.env): Promise<string> {
     const r = await exec(args, env);
     const line = expectOneErrorLine(r);
     expect(r.stdout).toBe('');
     expect(existsSync(marker())).toBe(false);
-    expect(r.stderr).not.toContain(token);
+    expect(r.stderr).not.toContain(fx.token);
     return line;
   }
 
@@ -230,7 +218,7 @@ describe('errors: one line, non-zero, and the command does not run', () => {
   });
 
   it('no socket in the environment', async () => {
-    const env = { ...box.env };
+    const env = { ...fx.box.env };
     delete env.CREDPROXY_SOCKET;
     expect(await refused(['--provider', 'github', '--env', 'T', '--', ...touch()], env)).toBe(
       'credproxy: exec gets credentials from the credproxy daemon: set CREDPROXY_SOCKET (or LLXPRT_CREDENTIAL_SOCKET) to its socket',
@@ -240,8 +228,8 @@ describe('errors: one line, non-zero, and the command does not run', () => {
   it('a provider outside the grant gets the daemon’s UNAUTHORIZED message', async () => {
     const restricted = await startTestDaemon({ policy: parsePolicy(JSON.stringify({ default: { providers: { anthropic: '*' }, keys: '*', ops: ['read'] } })) });
     try {
-      await restricted.store.saveToken('github', 'default', sampleToken({ access_token: token }));
-      const env = { ...box.env, CREDPROXY_SOCKET: restricted.socketPath };
+      await restricted.store.saveToken('github', 'default', sampleToken({ access_token: fx.token }));
+      const env = { ...fx.box.env, CREDPROXY_SOCKET: restricted.socketPath };
       expect(await refused(['--provider', 'github', '--env', 'T', '--', ...touch()], env)).toBe(
         'credproxy: Provider github is not allowed for this connection (UNAUTHORIZED)',
       );
@@ -256,7 +244,7 @@ describe('errors: one line, non-zero, and the command does not run', () => {
   });
 
   it('a value with a NUL byte, which no environment can hold, is refused without showing it', async () => {
-    await daemon.store.setKey('nul', 'before\0after');
+    await fx.daemon.store.setKey('nul', 'before\0after');
     const line = await refused(['--key', 'nul', '--env', 'K', '--', ...touch()]);
     expect(line).toBe('credproxy: The API key nul contains a NUL byte');
   });
