@@ -64,11 +64,6 @@ export class ControlPlane implements AdminService {
     });
   }
 
-  /** The sandbox socket of an opened grant. */
-  socketOf(grantId: string): string | undefined {
-    return this.opened.get(grantId)?.socketPath;
-  }
-
   async openGrant(conn: number, request: Payload<'grant_open'>, signal: AbortSignal): Promise<{ grant_id: string; socket: string; capability?: string }> {
     const { grants, dir, now } = this.deps;
     const id = `${RUN_GRANT_PREFIX}${randomBytes(6).toString('hex')}`;

@@ -148,7 +148,7 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
     const connId = nextConnId++;
     let peer: PeerCredentials | null = null;
     const refuse = (outcome: string): void => {
-      audit.record({ conn: connId, ...(peer && { peer: { pid: peer.pid, uid: peer.uid } }), op: 'connection', outcome });
+      dispatcher.note({ conn: connId, peer, grant: null }, 'connection', outcome);
       socket.destroy();
     };
     if (listener.kind !== 'tcp') {
