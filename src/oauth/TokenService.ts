@@ -106,7 +106,7 @@ export class TokenService {
 
   /** Removes the token under the lock, so a logout that races a refresh wins. Returns whether one existed. */
   remove(provider: string, bucket: string): Promise<boolean> {
-    return this.store.withTokenLock(provider, bucket, () => this.store.removeToken(provider, bucket));
+    return this.locked(provider, bucket, () => this.store.removeToken(provider, bucket));
   }
 
   /**
