@@ -12,10 +12,9 @@ import { spawn } from 'node:child_process';
 import os from 'node:os';
 import { Command } from 'commander';
 import { ProxyKeyStore } from '../../client/ProxyKeyStore.js';
-import { ProxyTokenStore } from '../../client/ProxyTokenStore.js';
 import { CliError, warn } from '../util/errors.js';
 import { parseExecOptions, type ExecOption, type ExecOptionKind, type ExecSource } from '../util/execSpec.js';
-import { requireProxySocket, withProxyClient } from '../util/proxy.js';
+import { proxyToken, requireProxySocket, withProxyClient } from '../util/proxy.js';
 import { label } from '../util/target.js';
 
 const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -24,16 +23,11 @@ const USAGE = '--provider P [--bucket B] --env VAR [--key NAME --env VAR]... -- 
 /** Fetches every value over one connection; the variables of each source get the same value. */
 async function fetchEnvironment(socketPath: string, sources: ExecSource[]): Promise<Record<string, string>> {
   const values = await withProxyClient(socketPath, (client) => {
-    // The client is closed by withProxyClient; the stores must not close it on their own.
-    const tokens = new ProxyTokenStore(client, async () => {});
+    // The client is closed by withProxyClient; the key store must not close it on its own.
     const keys = new ProxyKeyStore(client, async () => {});
     return Promise.all(
       sources.map(async (source) => {
-        if (source.kind === 'token') {
-          const token = await tokens.getToken(source.target.provider, source.target.bucket);
-          if (!token) throw new CliError(`No token for ${label(source.target)}`);
-          return token.access_token;
-        }
+        if (source.kind === 'token') return (await proxyToken(client, source.target)).access_token;
         const key = await keys.getKey(source.name);
         if (key === null) throw new CliError(`No API key named ${source.name}`);
         return key;

@@ -8,11 +8,10 @@
  * store, OAuth or server code.
  */
 import { Command } from 'commander';
-import { ProxyTokenStore } from '../../client/ProxyTokenStore.js';
 import { CliError } from '../util/errors.js';
 import { formatCredentialAnswer, readCredentialRequest, type CredentialRequest } from '../util/gitCredentialIo.js';
-import { requireProxySocket, withProxyClient } from '../util/proxy.js';
-import { label, toTarget, type Target } from '../util/target.js';
+import { proxyToken, requireProxySocket, withProxyClient } from '../util/proxy.js';
+import { toTarget, type Target } from '../util/target.js';
 
 /** Git hosts of the providers that are one; any other provider needs --host. */
 const GIT_HOSTS: Readonly<Record<string, string>> = { github: 'github.com' };
@@ -51,8 +50,7 @@ async function get(helper: Helper): Promise<void> {
   const request = await readCredentialRequest();
   if (!answers(helper, request)) return;
   const socketPath = requireProxySocket('git-credential');
-  const token = await withProxyClient(socketPath, (client) => new ProxyTokenStore(client, async () => {}).getToken(helper.target.provider, helper.target.bucket));
-  if (!token) throw new CliError(`No token for ${label(helper.target)}`);
+  const token = await withProxyClient(socketPath, (client) => proxyToken(client, helper.target));
   const answer: Array<[string, string]> = [
     ['username', helper.username],
     ['password', token.access_token],

@@ -2,7 +2,10 @@
 import { ProxyClient } from '../../client/ProxyClient.js';
 import { readCapabilityFromEnv } from '../../client/capability.js';
 import { proxySocketFromEnv } from '../../client/factory.js';
+import { ProxyTokenStore } from '../../client/ProxyTokenStore.js';
+import type { SanitizedToken } from '../../oauth/token.js';
 import { CliError } from './errors.js';
+import { label, type Target } from './target.js';
 
 export { proxySocketFromEnv };
 
@@ -24,4 +27,12 @@ export async function withProxyClient<T>(socketPath: string, fn: (client: ProxyC
   } finally {
     await client.close();
   }
+}
+
+/** The token of `target` through the proxy (the daemon refreshes it first when needed); none is an error. */
+export async function proxyToken(client: ProxyClient, target: Target): Promise<SanitizedToken> {
+  // The caller owns the client (withProxyClient closes it); the store must not close it itself.
+  const token = await new ProxyTokenStore(client, async () => {}).getToken(target.provider, target.bucket);
+  if (!token) throw new CliError(`No token for ${label(target)}`);
+  return token;
 }
