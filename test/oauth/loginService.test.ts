@@ -3,37 +3,13 @@ import { describe, expect, it } from 'vitest';
 import { BucketUsage } from '../../src/handlers/bucketUsage.js';
 import type { HandlerContext } from '../../src/handlers/context.js';
 import { createLoginService } from '../../src/handlers/login.js';
-import type { FlowType, StartedFlow } from '../../src/oauth/flowTypes.js';
-import type { ProviderAdapter, ProviderRegistry } from '../../src/oauth/providerTypes.js';
 import { FULL_GRANT } from '../../src/auth/grants.js';
 import { TokenService } from '../../src/oauth/TokenService.js';
 import { MemoryStore } from '../../src/store/memory.js';
+import { scriptedDeviceProvider } from '../helpers/scriptedProvider.js';
 
 /** A device-code provider whose start() takes `delayMs`; records every flow it started and cancelled. */
-function slowProvider(delayMs: number) {
-  const started: Array<{ cancelled: boolean }> = [];
-  const adapter: ProviderAdapter = {
-    name: 'slow',
-    flows: ['device_code'] as FlowType[],
-    publicFields: [],
-    async start(): Promise<StartedFlow> {
-      await new Promise((r) => setTimeout(r, delayMs));
-      const record = { cancelled: false };
-      started.push(record);
-      return {
-        flowType: 'device_code',
-        publicData: { verification_uri: 'https://idp.test/device', verification_url: 'https://idp.test/device', user_code: 'ABCD' },
-        pollIntervalMs: () => 5_000,
-        poll: async () => ({ status: 'pending', pollIntervalMs: 5_000 }),
-        async cancel() {
-          record.cancelled = true;
-        },
-      };
-    },
-  };
-  const registry: ProviderRegistry = { get: (name) => (name === 'slow' ? adapter : undefined), list: () => [] };
-  return { registry, started };
-}
+const slowProvider = (delayMs: number) => scriptedDeviceProvider({ name: 'slow', startDelayMs: delayMs });
 
 function context(signal: AbortSignal): HandlerContext {
   const store = new MemoryStore();

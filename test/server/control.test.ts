@@ -7,11 +7,11 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ProviderAdapter, ProviderRegistry } from '../../src/oauth/providerTypes.js';
 import { readDiscovery } from '../../src/server/discovery.js';
 import { HOST_REFRESH_TOKEN, sampleToken, startTestDaemon, tempDir, type TestDaemon } from '../helpers/daemon.js';
 import { canSwitchUid, mustSwitchUid, OTHER_UID, OtherUidArea } from '../helpers/otherUid.js';
 import { allReceivedText, RawClient } from '../helpers/rawClient.js';
+import { scriptedDeviceProvider } from '../helpers/scriptedProvider.js';
 
 const GRANT = { providers: { anthropic: ['default'] }, keys: ['openai'], ops: ['read'] };
 
@@ -247,21 +247,7 @@ async function expectGone(socket: string): Promise<void> {
 
 describe('ending a grant ends its logins', () => {
   it('closing the control connection cancels the login sessions opened through the grant\'s socket', async () => {
-    let cancelled!: () => void;
-    const flowCancelled = new Promise<void>((resolve) => (cancelled = resolve));
-    const adapter: ProviderAdapter = {
-      name: 'fake',
-      flows: ['device_code'],
-      publicFields: [],
-      start: async () => ({
-        flowType: 'device_code',
-        publicData: { verification_uri: 'https://idp.corp.internal/device', verification_url: 'https://idp.corp.internal/device', user_code: 'WXYZ' },
-        pollIntervalMs: () => 5_000,
-        poll: async () => ({ status: 'pending', pollIntervalMs: 5_000 }),
-        cancel: async () => cancelled(),
-      }),
-    };
-    const providers: ProviderRegistry = { get: (name) => (name === 'fake' ? adapter : undefined), list: () => [] };
+    const { registry: providers, firstCancel: flowCancelled } = scriptedDeviceProvider({ name: 'fake', userCode: 'WXYZ' });
     const t = await startTestDaemon({ providers });
     try {
       const c = await RawClient.ready(t.daemon.controlPath);

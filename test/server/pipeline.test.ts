@@ -11,7 +11,6 @@ import { OPEN_POLICY } from '../../src/auth/policy.js';
 import { FULL_GRANT } from '../../src/auth/grants.js';
 import { buildHandlers, BucketUsage, type HandlerTable } from '../../src/handlers/index.js';
 import { HostLoginBackend } from '../../src/cli/util/loginHost.js';
-import type { ProviderRegistry } from '../../src/oauth/providerTypes.js';
 import { sanitizeToken } from '../../src/oauth/token.js';
 import { StoreError, type StoredToken } from '../../src/store/types.js';
 import { TokenService } from '../../src/oauth/TokenService.js';
@@ -24,6 +23,7 @@ import { memoryTransportPair, type Transport } from '../../src/server/transport.
 import { MemoryStore } from '../../src/store/memory.js';
 import { HOST_REFRESH_TOKEN, sampleToken, startTestDaemon, tempDir, type TestDaemon } from '../helpers/daemon.js';
 import { SlowStore } from '../helpers/slowStore.js';
+import { scriptedDeviceProvider } from '../helpers/scriptedProvider.js';
 import { RawClient } from '../helpers/rawClient.js';
 
 /** The client end of an in-memory pair, reading frames with the project's decoder. */
@@ -241,24 +241,7 @@ describe('connection ends', () => {
 describe('host-side login through the in-process pipeline', () => {
   it('a store failure reaches the host user with the store\'s own message (never a sandbox)', async () => {
     const token: StoredToken = { access_token: 'at', expiry: Math.floor(Date.now() / 1000) + 3600, token_type: 'Bearer', refresh_token: 'rt-host' };
-    const registry: ProviderRegistry = {
-      get: (name) =>
-        name === 'fake'
-          ? {
-              name: 'fake',
-              flows: ['device_code'],
-              publicFields: [],
-              start: async () => ({
-                flowType: 'device_code',
-                publicData: { verification_url: 'https://idp.corp.internal/device', verification_uri: 'https://idp.corp.internal/device', user_code: 'ABCD' },
-                pollIntervalMs: () => 1_000,
-                poll: async () => ({ status: 'complete', token }),
-                cancel: async () => {},
-              }),
-            }
-          : undefined,
-      list: () => [],
-    };
+    const { registry } = scriptedDeviceProvider({ name: 'fake', pollIntervalMs: 1_000, poll: async () => ({ status: 'complete', token }) });
     class FullDisk extends MemoryStore {
       override async saveToken(): Promise<void> {
         throw new StoreError('io', 'Cannot write /home/alice/.local/share/credproxy/store.enc: ENOSPC');
