@@ -34,7 +34,8 @@ export interface ConnectionDeps {
 
 interface InFlight {
   meta: RequestMeta;
-  abort: AbortController;
+  /** Made when the handler first asks for its signal, or when the request is stopped. */
+  abort: AbortController | null;
   timer: NodeJS.Timeout;
 }
 
@@ -187,11 +188,16 @@ export class Connection {
     if (!prepared.ok) return this.answer(prepared.meta, prepared.outcome);
     const entry: InFlight = {
       meta: prepared.meta,
-      abort: new AbortController(),
+      abort: null,
       timer: setTimeout(() => this.finish(entry, TIMED_OUT, true), this.deps.limits.operationTimeoutMs),
     };
     this.inFlight.set(id, entry);
-    void prepared.run(entry.abort.signal).then((outcome) => this.finish(entry, outcome));
+    const control = {
+      get signal(): AbortSignal {
+        return (entry.abort ??= new AbortController()).signal;
+      },
+    };
+    void prepared.run(control).then((outcome) => this.finish(entry, outcome));
   }
 
   /**
@@ -202,7 +208,8 @@ export class Connection {
     if (this.inFlight.get(entry.meta.id) !== entry) return;
     this.inFlight.delete(entry.meta.id);
     clearTimeout(entry.timer);
-    if (stopWork) entry.abort.abort(outcome);
+    // Made here if the handler has not asked yet, so a signal it reads later is already aborted.
+    if (stopWork) (entry.abort ??= new AbortController()).abort(outcome);
     this.answer(entry.meta, outcome);
     if (this.inFlight.size === 0) for (const wake of this.idleWaiters.splice(0)) wake();
   }
@@ -230,7 +237,7 @@ export class Connection {
     if (this.partialTimer) clearTimeout(this.partialTimer);
     for (const entry of this.inFlight.values()) {
       clearTimeout(entry.timer);
-      entry.abort.abort(CONNECTION_CLOSED);
+      (entry.abort ??= new AbortController()).abort(CONNECTION_CLOSED);
       // No reply can reach the client any more; the audit log still says the request existed.
       if (this.caller) this.deps.dispatcher.abandoned(this.caller, entry.meta);
     }

@@ -40,8 +40,16 @@ export interface RequestMeta {
 
 /** A frame whose op is known and whose payload is an object; its op's schema is not checked yet. */
 export type Routed = { ok: true; meta: RequestMeta; op: OpName; payload: Record<string, unknown> } | Refused;
+/**
+ * Where a running request's AbortSignal comes from. Read only when a handler asks for it: most
+ * requests never do, and an AbortController per request is a measurable share of a get_token.
+ */
+export interface SignalSource {
+  readonly signal: AbortSignal;
+}
+
 /** A validated request ready to run, or the failure that ends it. */
-export type Prepared = { ok: true; meta: RequestMeta; run(signal: AbortSignal): Promise<Outcome> } | Refused;
+export type Prepared = { ok: true; meta: RequestMeta; run(control: SignalSource): Promise<CallOutcome> } | Refused;
 type Refused = { ok: false; meta: RequestMeta; outcome: Failure };
 
 /** How a request ended, for an in-process caller: with the original error, which never goes on a wire. */
@@ -90,14 +98,21 @@ export class Dispatcher {
     if (op === 'cancel') return { ok: false, meta, outcome: failure('INVALID_REQUEST', 'Unknown operation: cancel') };
     const parsed = parsePayload(op, routed.payload);
     if (!parsed.ok) return { ok: false, meta, outcome: failure('INVALID_REQUEST', parsed.message) };
-    return { ok: true, meta, run: (signal) => this.run(caller, op, parsed.payload as Record<string, unknown>, signal) };
+    return { ok: true, meta, run: (control) => this.run(caller, op, parsed.payload as Record<string, unknown>, control) };
   }
 
-  /** Route, prepare and run in one go, with the audit line; for in-process callers (no frame limit). */
+  /**
+   * Route, prepare and run in one go, with the audit line; for in-process callers (no frame limit).
+   * An abort of `signal` answers at once (a connection does that itself); the work runs on.
+   */
   async call(caller: Caller, op: string, payload: unknown, signal: AbortSignal): Promise<CallOutcome> {
     const routed = this.route(caller, `host-${op}`, op, payload);
     const prepared = routed.ok ? this.prepare(caller, routed) : routed;
-    const outcome = prepared.ok ? await prepared.run(signal) : prepared.outcome;
+    let outcome: CallOutcome;
+    if (!prepared.ok) outcome = prepared.outcome;
+    // Work for a caller that already gave up is not started at all.
+    else if (signal.aborted) outcome = abortFailure(signal);
+    else outcome = await raceAbort(prepared.run({ signal }), signal, () => abortFailure(signal)).catch((err: unknown) => ({ ...toFailure(err), cause: err }));
     this.record(caller, prepared.meta, outcome.ok ? 'ok' : outcome.code);
     return outcome;
   }
@@ -133,22 +148,18 @@ export class Dispatcher {
     this.deps.audit.record(auditEvent(subject, op, outcome));
   }
 
-  /** Grant check, handler and the sanitized-result check, raced against the request's signal (cancel, timeout, close). */
-  private async run(caller: Caller, op: HandlerOp, payload: Record<string, unknown>, signal: AbortSignal): Promise<CallOutcome> {
+  /** Grant check, handler and the sanitized-result check. */
+  private async run(caller: Caller, op: HandlerOp, payload: Record<string, unknown>, control: SignalSource): Promise<CallOutcome> {
     if (!caller.grant) return failure('UNAUTHORIZED', 'No grant for this connection');
-    // Work for a caller that already gave up is not started at all.
-    if (signal.aborted) return abortFailure(signal);
-    const ctx: HandlerContext = { ...this.deps.services, conn: caller.conn, grant: caller.grant, peer: caller.peer, signal };
+    const ctx = new RequestContext(this.deps.services, caller, caller.grant, control);
     const handler = this.deps.handlers[op] as (c: HandlerContext, p: unknown) => Promise<JsonObject>;
     try {
       checkScope(caller.grant, op, payload);
       const work = handler(ctx, payload);
       this.running.add(work);
-      void work.then(
-        () => this.running.delete(work),
-        () => this.running.delete(work),
-      );
-      const data = await raceAbort(work, signal, () => abortFailure(signal));
+      const settled = (): boolean => this.running.delete(work);
+      void work.then(settled, settled);
+      const data = await work;
       if (!sanitizedResult(op, data)) return failure('INTERNAL_ERROR', 'Internal error');
       return { ok: true, data };
     } catch (err) {
@@ -163,6 +174,38 @@ export class Dispatcher {
     if (meta.session !== undefined) event.session = meta.session;
     event.ms = this.deps.now() - meta.started;
     this.deps.audit.record(event);
+  }
+}
+
+/** A handler's context: the daemon's services, the caller's identity and, when asked for, the request's signal. */
+class RequestContext implements HandlerContext {
+  readonly tokens: HandlerServices['tokens'];
+  readonly keys: HandlerServices['keys'];
+  readonly usage: HandlerServices['usage'];
+  readonly refresher: HandlerServices['refresher'];
+  readonly publicFields: HandlerServices['publicFields'];
+  readonly admin: HandlerServices['admin'];
+  readonly conn: number;
+  readonly peer: PeerCredentials | null;
+
+  constructor(
+    services: HandlerServices,
+    caller: Caller,
+    readonly grant: Grant,
+    private readonly control: SignalSource,
+  ) {
+    this.tokens = services.tokens;
+    this.keys = services.keys;
+    this.usage = services.usage;
+    this.refresher = services.refresher;
+    this.publicFields = services.publicFields;
+    this.admin = services.admin;
+    this.conn = caller.conn;
+    this.peer = caller.peer;
+  }
+
+  get signal(): AbortSignal {
+    return this.control.signal;
   }
 }
 

@@ -257,3 +257,39 @@ describe('host-side login through the in-process pipeline', () => {
     }
   });
 });
+
+describe('the request signal', () => {
+  it('a handler that first looks at its signal after a cancel finds it aborted', async () => {
+    const store = new MemoryStore();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let sawAborted: boolean | undefined;
+    const handlers: HandlerTable = {
+      ...buildHandlers(null),
+      list_api_keys: async (ctx) => {
+        await gate;
+        sawAborted = ctx.signal.aborted;
+        return { keys: [] };
+      },
+    };
+    const dispatcher = new Dispatcher({
+      handlers,
+      services: { tokens: new TokenService(store), keys: store, usage: new BucketUsage(), refresher: null, publicFields: () => [] },
+      audit: openAuditLog('off'),
+      now: Date.now,
+    });
+    const [serverEnd, clientEnd] = memoryTransportPair();
+    const conn = new Connection(9, serverEnd, null, { dispatcher, limits: DEFAULT_LIMITS, now: Date.now, authorize: () => FULL_GRANT });
+    const c = memoryClient(clientEnd);
+    c.send({ v: 2, op: 'handshake', payload: { minVersion: 1, maxVersion: 2 } });
+    await c.next();
+    c.send({ v: 2, id: 'slow', op: 'list_api_keys' });
+    c.send({ v: 2, id: 'stop', op: 'cancel', payload: { targetId: 'slow' } });
+    expect(await c.next()).toMatchObject({ id: 'slow', code: 'CANCELLED' });
+    expect(await c.next()).toMatchObject({ id: 'stop', ok: true, data: { cancelled: true } });
+    release();
+    await dispatcher.idle();
+    expect(sawAborted).toBe(true);
+    conn.destroy();
+  });
+});
