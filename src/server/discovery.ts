@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { writeFileAtomic } from '../store/atomicWrite.js';
+import { defaultSocketDir } from './socketPath.js';
 
 export interface DiscoveryEntry {
   pid: number;
@@ -34,6 +35,20 @@ export function removeDiscovery(dir: string, pid: number): void {
 export function readDiscovery(dir: string): DiscoveryEntry | null {
   const entry = readEntry(path.join(dir, DISCOVERY_FILE));
   return entry && processAlive(entry.pid) ? entry : null;
+}
+
+/**
+ * The daemon a host command should use when it was given no socket: the one whose current.json is in
+ * the default socket directory (a daemon started with `--socket` elsewhere writes its own directory's).
+ */
+export function findRunningDaemon(env: NodeJS.ProcessEnv = process.env): DiscoveryEntry | null {
+  let dir: string;
+  try {
+    dir = defaultSocketDir(env);
+  } catch {
+    return null;
+  }
+  return readDiscovery(dir);
 }
 
 /** The entry, when the file is a regular 0600-or-tighter file of ours (not a link another user planted). */

@@ -69,18 +69,26 @@ export function assertSocketPathLength(socketPath: string): void {
   }
 }
 
-/** The longest name a sandbox socket adds to the directory (§11): `/run-<12 hex>/<32 hex>.sock`. */
-const SANDBOX_SOCKET_SUFFIX_BYTES = '/run-'.length + 12 + 1 + 32 + '.sock'.length;
+/** The longest name a sandbox socket adds after the directory and its `/` (§11): `run-<12 hex>/<32 hex>.sock`. */
+const SANDBOX_SOCKET_SUFFIX_BYTES = 'run-'.length + 12 + 1 + 32 + '.sock'.length;
 
-/** Picks the default socket path: the first candidate directory where it and every sandbox socket fit. */
-export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): { dir: string; socketPath: string } {
-  const name = socketFileName();
+/**
+ * The default socket directory: the first candidate where a main socket and every sandbox socket
+ * fit. Host commands look for a running daemon's current.json here (§11).
+ */
+export function defaultSocketDir(env: NodeJS.ProcessEnv = process.env): string {
+  const mainName = socketFileName().length;
   for (const dir of socketDirCandidates(env)) {
-    const socketPath = path.join(dir, name);
-    const longest = Math.max(Buffer.byteLength(socketPath), Buffer.byteLength(dir) + SANDBOX_SOCKET_SUFFIX_BYTES);
-    if (longest < MAX_SOCKET_PATH_BYTES) return { dir, socketPath };
+    const dirBytes = Buffer.byteLength(dir);
+    if (dirBytes + 1 + Math.max(mainName, SANDBOX_SOCKET_SUFFIX_BYTES) < MAX_SOCKET_PATH_BYTES) return dir;
   }
   throw new Error('No socket directory gives a path under 100 bytes; pass --socket with a short path');
+}
+
+/** Picks the default socket path: a fresh name in the default socket directory. */
+export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): { dir: string; socketPath: string } {
+  const dir = defaultSocketDir(env);
+  return { dir, socketPath: path.join(dir, socketFileName()) };
 }
 
 /** Resolves whether something listens on a Unix socket path: 'live', 'stale' (ECONNREFUSED) or 'absent'. */
