@@ -19,6 +19,7 @@ const COMMANDS: ReadonlyArray<readonly [string, () => Promise<Command>]> = [
   ['status', async () => (await import('./commands/status.js')).statusCommand()],
   ['git-credential', async () => (await import('./commands/gitCredential.js')).gitCredentialCommand()],
   ['exec', async () => (await import('./commands/exec.js')).execCommand()],
+  ['run', async () => (await import('./commands/run.js')).runCommand()],
 ];
 
 function packageVersion(): string {

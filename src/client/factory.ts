@@ -33,6 +33,22 @@ export function proxySocketFromEnv(env: NodeJS.ProcessEnv = process.env): string
   return env.CREDPROXY_SOCKET || env.LLXPRT_CREDENTIAL_SOCKET || undefined;
 }
 
+/**
+ * The client options for the proxy named by the environment. With `CREDPROXY_TCP=HOST:PORT` (set by
+ * `credproxy run --tcp`, for VM boundaries a Unix socket does not cross) and a capability, the
+ * client uses that loopback TCP listener; otherwise the socket.
+ */
+export function proxyClientOptions(socketPath: string, capabilityToken: string | undefined, env: NodeJS.ProcessEnv = process.env): ProxyClientOptions {
+  const tcp = env.CREDPROXY_TCP;
+  if (tcp && capabilityToken !== undefined) {
+    const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(tcp);
+    const port = m ? Number(m[3]) : 0;
+    if (!m || port < 1 || port > 65535) throw new TypeError(`CREDPROXY_TCP must be HOST:PORT or [IPv6]:PORT, not ${JSON.stringify(tcp)}`);
+    return { host: m[1] ?? m[2]!, port, capabilityToken };
+  }
+  return capabilityToken !== undefined ? { socketPath, capabilityToken } : { socketPath };
+}
+
 /** Opens the token and key stores of this process (see the module comment for the choice). */
 export async function createStores(options: StoreFactoryOptions = {}): Promise<Stores> {
   const env = options.env ?? process.env;
@@ -84,7 +100,7 @@ function proxyStore<S>(
   const key = `${socketPath}\0${capabilityToken ?? ''}`;
   let shared = sharedClients.get(key);
   if (!shared) {
-    const client = new ProxyClient({ ...options.client, socketPath, ...(capabilityToken !== undefined ? { capabilityToken } : {}) });
+    const client = new ProxyClient({ ...options.client, ...proxyClientOptions(socketPath, capabilityToken, env) });
     shared = { client, refs: 0 };
     sharedClients.set(key, shared);
   }

@@ -8,16 +8,15 @@
  *
  * Loads only the client and small CLI utils (no host store, OAuth or server code).
  */
-import { spawn } from 'node:child_process';
-import os from 'node:os';
 import { Command } from 'commander';
 import { ProxyKeyStore } from '../../client/ProxyKeyStore.js';
+import { runChild } from '../../sandbox/runChild.js';
 import { CliError, warn } from '../util/errors.js';
+import { commandFollowsDoubleDash } from '../util/doubleDash.js';
 import { parseExecOptions, type ExecOption, type ExecOptionKind, type ExecSource } from '../util/execSpec.js';
 import { proxyToken, requireProxySocket, withProxyClient } from '../util/proxy.js';
 import { label } from '../util/target.js';
 
-const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 const USAGE = '--provider P [--bucket B] --env VAR [--key NAME --env VAR]... -- CMD [ARGS...]';
 
 /** Fetches every value over one connection; the variables of each source get the same value. */
@@ -42,49 +41,6 @@ async function fetchEnvironment(socketPath: string, sources: ExecSource[]): Prom
     for (const name of source.vars) env[name] = value;
   });
   return env;
-}
-
-/** Runs CMD to its end with signals forwarded; resolves with the exit status to report. */
-function runChild(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  return new Promise((resolve) => {
-    const child = spawn(command, args, { stdio: 'inherit', env });
-    // A Ctrl-C on a terminal already reaches CMD (the terminal signals the whole foreground process
-    // group, which CMD shares); forwarding it too would deliver it twice, and a second Ctrl-C means
-    // "quit" to many interactive tools. Sent by kill(1) to credproxy alone, it is forwarded.
-    const interactive = process.stdin.isTTY === true;
-    const forward = (signal: NodeJS.Signals): void => {
-      if (signal === 'SIGINT' && interactive) return;
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-    };
-    // Listening also keeps these signals from killing credproxy before CMD has reacted to them.
-    for (const signal of FORWARDED_SIGNALS) process.on(signal, forward);
-    const done = (status: number): void => {
-      for (const signal of FORWARDED_SIGNALS) process.off(signal, forward);
-      resolve(status);
-    };
-    child.once('error', (err: NodeJS.ErrnoException) => {
-      // Also emitted when a kill fails; only a failed start ends the command here.
-      if (child.pid !== undefined) return;
-      // Shell conventions: 127 = not found, 126 = found but not runnable.
-      warn(`Cannot run ${command}: ${err.code === 'ENOENT' ? 'command not found' : (err.code ?? err.message)}`);
-      done(err.code === 'ENOENT' ? 127 : 126);
-    });
-    child.once('exit', (code, signal) => {
-      if (signal) done(128 + (os.constants.signals[signal] ?? 0));
-      else done(code ?? 1);
-    });
-  });
-}
-
-/** True when the arguments end with `-- CMD ARGS...`, so none of CMD's options were taken for ours. */
-function commandFollowsDoubleDash(cmd: Command, command: string, args: string[]): boolean {
-  let root = cmd;
-  while (root.parent) root = root.parent;
-  // commander keeps the argv it parsed on the root command; it is not in its typings.
-  const raw = (root as unknown as { rawArgs?: string[] }).rawArgs ?? process.argv;
-  const tail = ['--', command, ...args];
-  const end = raw.slice(-tail.length);
-  return end.length === tail.length && end.every((arg, i) => arg === tail[i]);
 }
 
 export function execCommand(): Command {
@@ -121,6 +77,6 @@ are passed on to CMD, and SIGINT too unless stdin is a terminal (a Ctrl-C there 
       if (!commandFollowsDoubleDash(cmd, command, args)) throw new CliError(`Put -- before the command: credproxy exec ${USAGE}`);
       const socketPath = requireProxySocket('exec');
       const values = await fetchEnvironment(socketPath, sources);
-      process.exitCode = await runChild(command, args, { ...process.env, ...values });
+      process.exitCode = await runChild({ command, args, env: { ...process.env, ...values }, warn });
     });
 }

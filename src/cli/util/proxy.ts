@@ -1,7 +1,7 @@
 /** Sandbox-side mode: when a proxy socket is in the environment, commands go through the daemon. */
 import { ProxyClient } from '../../client/ProxyClient.js';
 import { readCapabilityFromEnv } from '../../client/capability.js';
-import { proxySocketFromEnv } from '../../client/factory.js';
+import { proxyClientOptions, proxySocketFromEnv } from '../../client/factory.js';
 import { ProxyTokenStore } from '../../client/ProxyTokenStore.js';
 import type { SanitizedToken } from '../../oauth/token.js';
 import { CliError } from './errors.js';
@@ -21,7 +21,7 @@ export function requireProxySocket(command: string): string {
 /** Runs `fn` with a connected-on-demand client, closing it so no idle timer keeps the CLI alive. */
 export async function withProxyClient<T>(socketPath: string, fn: (client: ProxyClient) => Promise<T>): Promise<T> {
   const capabilityToken = readCapabilityFromEnv();
-  const client = new ProxyClient(capabilityToken ? { socketPath, capabilityToken } : { socketPath });
+  const client = new ProxyClient(proxyClientOptions(socketPath, capabilityToken));
   try {
     return await fn(client);
   } finally {

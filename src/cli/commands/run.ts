@@ -1,0 +1,217 @@
+/**
+ * `credproxy run [grant options] [sandbox options] -- COMMAND [ARGS...]`: opens a grant of its own
+ * on the running daemon (or on one started for this run), starts COMMAND in the chosen sandbox with
+ * only that grant's socket, and closes the grant when COMMAND ends. The grant lives on this
+ * process's control connection, so a `run` killed outright takes its grant with it (§11).
+ */
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import type { ProxyClient } from '../../client/ProxyClient.js';
+import { credentialPaths } from '../../sandbox/credentialPaths.js';
+import { GrantSpecError, grantRequest, type GrantRequest } from '../../sandbox/grantSpec.js';
+import { launchPlan } from '../../sandbox/launchPlan.js';
+import { MountError, parseMount, workspaceMounts } from '../../sandbox/mounts.js';
+import { SANDBOX_KINDS, type LaunchRequest, type SandboxKind } from '../../sandbox/plan.js';
+import { runChild } from '../../sandbox/runChild.js';
+import { controlClient, daemonControlPath } from '../util/control.js';
+import { commandFollowsDoubleDash } from '../util/doubleDash.js';
+import { CliError, warn } from '../util/errors.js';
+import { storeChoice } from '../util/storeOption.js';
+
+interface RunOptions {
+  provider: string[];
+  key: string[];
+  allow?: string;
+  sandbox: SandboxKind;
+  image?: string;
+  network: boolean;
+  mount: string[];
+  tcp?: boolean;
+  daemon?: string;
+  verbose?: boolean;
+}
+
+const USAGE = '[--provider P[:BUCKET[,BUCKET...]]]... [--key NAME]... [--allow OPS] [--sandbox none|bwrap|docker|podman] [options] -- COMMAND [ARGS...]';
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/** Usage errors that need no daemon, so a typo fails before anything starts. */
+function checkOptions(opts: RunOptions): void {
+  if (opts.sandbox === 'none') {
+    const extra = [opts.mount.length > 0 && '--mount', !opts.network && '--no-network', opts.image !== undefined && '--image'].filter(Boolean);
+    if (extra.length > 0) throw new CliError(`${extra.join(', ')} need a sandbox: add --sandbox bwrap, docker or podman`);
+  } else if (opts.sandbox === 'bwrap' && opts.image !== undefined) {
+    throw new CliError('--image applies to --sandbox docker and podman');
+  } else if ((opts.sandbox === 'docker' || opts.sandbox === 'podman') && opts.image === undefined) {
+    throw new CliError(`--sandbox ${opts.sandbox} needs --image IMAGE`);
+  }
+  if (opts.tcp && !opts.network) throw new CliError('--tcp reaches the daemon over the network; it cannot be used with --no-network');
+}
+
+/** A label for grant_list that says which run it is without repeating arguments (they may hold secrets). */
+function grantLabel(command: string): string {
+  return `run ${process.pid} ${path.basename(command)}`.replace(/[^\x20-\x7e]/g, '?').slice(0, 64);
+}
+
+interface DaemonHandle {
+  control: string;
+  /** Stops a daemon started for this run; undefined for a running one. */
+  stop?: () => Promise<void>;
+}
+
+/** The running daemon, or one started in this process on the default store for the run. */
+async function useDaemon(opts: RunOptions, cmd: Command, say: (line: string) => void): Promise<DaemonHandle> {
+  const running = daemonControlPath(opts.daemon);
+  if (running) {
+    say(`using the daemon ${running.entry ? `pid ${running.entry.pid} ` : ''}on ${running.control}`);
+    return { control: running.control };
+  }
+  // Loaded only here: with a daemon running, `run` needs no store, OAuth or server code.
+  const [{ startDaemon }, stores, { registryFromConfig }] = await Promise.all([
+    import('../../server/daemon.js'),
+    import('../util/stores.js'),
+    import('../util/loginConfig.js'),
+  ]);
+  const registry = registryFromConfig(undefined);
+  const opened = await stores.openHostStores(storeChoice(cmd));
+  try {
+    const daemon = await startDaemon({
+      tokens: opened.tokens,
+      keys: opened.keys,
+      providers: registry,
+      audit: path.join(opened.dataDir, 'audit.log'),
+      // A daemon that ends with this run must not be found by another one.
+      discovery: false,
+      ...(opts.tcp && { tcp: '127.0.0.1:0' }),
+      log: say,
+    });
+    say(`no daemon running: started one for this run (store: ${opened.backend}, ${opened.reason})`);
+    return {
+      control: daemon.controlPath,
+      stop: async () => {
+        await daemon.stop();
+        await stores.closeHostStores(opened);
+      },
+    };
+  } catch (err) {
+    await stores.closeHostStores(opened);
+    throw new CliError(err instanceof Error ? err.message : String(err));
+  }
+}
+
+/** The daemon's loopback TCP listener, which `--tcp` needs. */
+async function tcpListener(client: ProxyClient): Promise<{ host: string; port: number }> {
+  const status = await client.request('daemon_status', {});
+  const listeners = (status.listeners ?? []) as Array<{ kind?: string; host?: string; port?: number }>;
+  const tcp = listeners.find((l) => l.kind === 'tcp' && typeof l.host === 'string' && typeof l.port === 'number');
+  if (!tcp) throw new CliError('--tcp: the running daemon has no TCP listener; restart it with `credproxy serve --tcp 127.0.0.1:0`');
+  return { host: tcp.host!, port: tcp.port! };
+}
+
+async function openGrant(client: ProxyClient, grant: GrantRequest, command: string, tcp: boolean): Promise<{ grant_id: string; socket: string; capability?: string }> {
+  const data = await client.request('grant_open', { label: grantLabel(command), ...grant, ...(tcp && { capability: true }) });
+  return data as unknown as { grant_id: string; socket: string; capability?: string };
+}
+
+async function run(command: string, args: string[], opts: RunOptions, cmd: Command): Promise<number> {
+  checkOptions(opts);
+  let grant: GrantRequest;
+  try {
+    grant = grantRequest(opts.provider, opts.key, opts.allow);
+  } catch (err) {
+    if (err instanceof GrantSpecError) throw new CliError(err.message);
+    throw err;
+  }
+  const cwd = process.cwd();
+  const mounts = opts.mount.map((spec) => {
+    try {
+      return parseMount(spec, cwd);
+    } catch (err) {
+      throw err instanceof MountError ? new CliError(err.message) : err;
+    }
+  });
+  const say = opts.verbose ? (line: string) => warn(line) : () => {};
+
+  const daemon = await useDaemon(opts, cmd, say);
+  const client = controlClient(daemon.control);
+  let opened: { grant_id: string } | undefined;
+  try {
+    const tcp = opts.tcp ? await tcpListener(client) : undefined;
+    const grantOpened = await openGrant(client, grant, command, opts.tcp === true);
+    opened = grantOpened;
+    say(`grant ${grantOpened.grant_id}: socket ${grantOpened.socket}`);
+    const protectedPaths = credentialPaths(process.env, path.dirname(daemon.control));
+    const request: LaunchRequest = {
+      command,
+      args,
+      socketPath: grantOpened.socket,
+      ...(tcp && grantOpened.capability !== undefined && { tcp: { ...tcp, capability: grantOpened.capability } }),
+      cwd,
+      mounts: opts.sandbox === 'none' ? [] : workspaceMountsOrUsage(cwd, mounts, protectedPaths),
+      protectedPaths,
+      network: opts.network,
+      ...(opts.image !== undefined && { image: opts.image }),
+      env: process.env,
+      uid: process.getuid?.() ?? 0,
+      gid: process.getgid?.() ?? 0,
+      tty: process.stdin.isTTY === true,
+    };
+    const plan = launchPlan(opts.sandbox, request);
+    say(`starting: ${plan.command} ${plan.args.join(' ')}`);
+    try {
+      return await runChild({ ...plan, warn });
+    } finally {
+      plan.cleanup();
+    }
+  } finally {
+    // Closed explicitly, so its socket and directory are gone before this command returns.
+    if (opened) await client.request('grant_close', { grant_id: opened.grant_id }).catch(() => {});
+    await client.close();
+    await daemon.stop?.();
+  }
+}
+
+function workspaceMountsOrUsage(...args: Parameters<typeof workspaceMounts>): ReturnType<typeof workspaceMounts> {
+  try {
+    return workspaceMounts(...args);
+  } catch (err) {
+    throw err instanceof MountError ? new CliError(err.message) : err;
+  }
+}
+
+export function runCommand(): Command {
+  return new Command('run')
+    .description('run COMMAND in a sandbox with its own scoped grant: only the credentials named here, through its own socket')
+    .usage(USAGE)
+    .option('--provider <spec>', 'grant the tokens of PROVIDER (its default bucket; P:B1,B2 for buckets, P:* for all); repeatable', collect, [])
+    .option('--key <name>', 'grant the API key NAME; repeatable', collect, [])
+    .option('--allow <ops>', 'op groups of the grant, comma-separated from read,refresh,login,write (default: read,refresh,login with a --provider, read with only --key)')
+    .addOption(new Option('--sandbox <kind>', 'how COMMAND is isolated').choices(SANDBOX_KINDS).default('none'))
+    .option('--image <image>', 'container image (--sandbox docker|podman)')
+    .option('--no-network', 'no network in the sandbox (bwrap: a new network namespace; docker/podman: --network none)')
+    .option('--mount <spec>', 'SRC[:DST][:ro] visible in the sandbox instead of the working directory; repeatable', collect, [])
+    .option('--tcp', 'also hand COMMAND a capability on fd 3 for the daemon\'s loopback TCP listener (VM boundaries: Docker Desktop, podman machine)')
+    .option('--daemon <control-socket>', 'the control socket of the daemon to use (default: the running daemon\'s, from current.json)')
+    .option('--verbose', 'say what run does on stderr (otherwise it prints nothing of its own)')
+    .argument('<command>', 'the command to run, after --')
+    .argument('[args...]', 'its arguments')
+    .addHelpText(
+      'after',
+      `
+COMMAND gets CREDPROXY_SOCKET and LLXPRT_CREDENTIAL_SOCKET naming its own socket, which serves the
+grant and nothing else; with --tcp also CREDPROXY_TCP, and the capability on descriptor 3
+(CREDPROXY_CAPABILITY_FD=3, LLXPRT_CAPABILITY_FD=3) — never in argv or the environment.
+Sandboxes: none (no isolation, only the scoped socket), bwrap (system read-only, private /tmp,
+/home and /run, the working directory or --mounts writable, nothing of credproxy's own visible),
+docker and podman (the socket's directory and the workspace mounted, --user UID:GID).
+With no daemon running, one is started for the run on the default store (--store).
+The exit status is COMMAND's, or 128 + N when it is killed by signal N; the grant ends with it.
+
+  credproxy run --provider github --sandbox bwrap -- git pull
+  credproxy run --provider anthropic --key openai --sandbox docker --image node:20 -- npx my-agent`,
+    )
+    .action(async (command: string, args: string[], opts: RunOptions, cmd: Command) => {
+      if (!commandFollowsDoubleDash(cmd, command, args)) throw new CliError(`Put -- before the command: credproxy run ${USAGE}`);
+      process.exitCode = await run(command, args, opts, cmd);
+    });
+}

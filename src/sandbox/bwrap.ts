@@ -1,0 +1,70 @@
+/**
+ * `--sandbox bwrap`: the system directories read-only, private /tmp, /home, /run and $HOME, the
+ * workspace mounts, and of the daemon's directory only the grant's own socket subdirectory (§11).
+ * Protected paths under a mount are masked. New pid, ipc and uts namespaces (and a new network
+ * namespace with `--no-network`); every capability dropped, so a sandbox run as root cannot remount.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { masksFor, sandboxPath } from './mounts.js';
+import { inheritedEnv, sandboxVariables, type LaunchPlan, type LaunchRequest } from './plan.js';
+
+/** Read-only from the host; a symlink (merged /usr) is recreated as the same symlink. */
+const SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc', '/opt'];
+
+/**
+ * Terminal-generated and hang-up signals go to the whole foreground process group, bwrap included,
+ * and bwrap dies of them — killing the sandbox before the program could react. So bwrap runs with
+ * them ignored, and the program gets them back at their defaults (`env`, coreutils ≥ 8.31).
+ */
+const GROUP_SIGNALS = 'INT,QUIT,TERM,HUP';
+
+/** The descriptor bwrap writes its `{"child-pid": N}` to; 3 is the capability's. */
+export const BWRAP_INFO_FD = 4;
+
+function systemBinds(): string[] {
+  const args: string[] = [];
+  for (const dir of SYSTEM_DIRS) {
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(dir);
+    } catch {
+      continue;
+    }
+    if (st.isSymbolicLink()) args.push('--symlink', fs.readlinkSync(dir), dir);
+    else if (st.isDirectory()) args.push('--ro-bind', dir, dir);
+  }
+  return args;
+}
+
+export function bwrapPlan(req: LaunchRequest): LaunchPlan {
+  const args = ['--ignore-signal=' + GROUP_SIGNALS, 'bwrap', '--die-with-parent', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try'];
+  if (!req.network) args.push('--unshare-net');
+  // Without a terminal to share, a new session also stops TIOCSTI from typing into the host's.
+  if (!req.tty) args.push('--new-session');
+  args.push('--cap-drop', 'ALL', ...systemBinds(), '--proc', '/proc', '--dev', '/dev');
+  const home = req.env.HOME && path.isAbsolute(req.env.HOME) ? req.env.HOME : undefined;
+  const privateDirs = ['/tmp', '/var/tmp', '/home', '/run'];
+  if (home !== undefined && !privateDirs.some((d) => home === d || home.startsWith(`${d}/`)) && home !== '/') privateDirs.push(home);
+  for (const dir of privateDirs) args.push('--tmpfs', dir);
+  // An empty, private home: programs expect $HOME to exist.
+  if (home !== undefined && home !== '/') args.push('--dir', home);
+  for (const m of req.mounts) args.push(m.readOnly ? '--ro-bind' : '--bind', m.source, m.target);
+  for (const mask of masksFor(req.mounts, req.protectedPaths)) {
+    if (mask.kind === 'dir') args.push('--tmpfs', mask.target);
+    else args.push('--ro-bind', '/dev/null', mask.target);
+  }
+  // Last, so no mount or mask above can cover it; read-only is enough to connect().
+  const socketDir = path.dirname(req.socketPath);
+  args.push('--ro-bind', socketDir, socketDir);
+  const workdir = sandboxPath(req.cwd, req.mounts) ?? req.mounts[0]?.target ?? '/';
+  args.push('--chdir', workdir, '--info-fd', String(BWRAP_INFO_FD), '--', 'env', '--default-signal=' + GROUP_SIGNALS, req.command, ...req.args);
+  return {
+    command: 'env',
+    args,
+    env: { ...inheritedEnv(req.env, true), ...sandboxVariables(req) },
+    ...(req.tcp && { fd3: `${req.tcp.capability}\n` }),
+    infoFd: BWRAP_INFO_FD,
+    cleanup: () => {},
+  };
+}

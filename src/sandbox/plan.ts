@@ -1,0 +1,71 @@
+/**
+ * A launcher turns a LaunchRequest (what to run, where its socket is, what it may see) into a
+ * LaunchPlan: the host command line, its environment and what goes on the child's descriptor 3.
+ * Launchers are pure apart from reading the file system, so their command lines can be checked by
+ * tests without starting an engine.
+ */
+import type { Mount } from './mounts.js';
+
+export const SANDBOX_KINDS = ['none', 'bwrap', 'docker', 'podman'] as const;
+export type SandboxKind = (typeof SANDBOX_KINDS)[number];
+
+export interface LaunchRequest {
+  command: string;
+  args: readonly string[];
+  /** The grant's sandbox socket (§11); its directory is the only part of the daemon's directory shown. */
+  socketPath: string;
+  /** With `--tcp`: the daemon's loopback listener and the grant's capability, delivered on fd 3. */
+  tcp?: { host: string; port: number; capability: string };
+  cwd: string;
+  /** The workspace (workspaceMounts): `--mount`s, else the working directory. */
+  mounts: readonly Mount[];
+  /** Host paths that must not be visible (store, data directory, daemon directory, CLI credential files). */
+  protectedPaths: readonly string[];
+  network: boolean;
+  image?: string;
+  env: NodeJS.ProcessEnv;
+  uid: number;
+  gid: number;
+  /** stdin is a terminal: the child shares it (and its job control). */
+  tty: boolean;
+}
+
+export interface LaunchPlan {
+  command: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  /** Written to the child's descriptor 3, then closed: the capability, for launchers that pass descriptors. */
+  fd3?: string;
+  /** bwrap reports its sandbox's pid on this descriptor (`--info-fd`), so signals reach the command itself. */
+  infoFd?: number;
+  /** Removes what the plan made on the host (the capability file of a container run). */
+  cleanup(): void;
+}
+
+/** The §7/§8 variables a sandboxed program reads; the capability itself is never one of them. */
+export function sandboxVariables(req: LaunchRequest, tcpHost?: string): Record<string, string> {
+  const vars: Record<string, string> = { CREDPROXY_SOCKET: req.socketPath, LLXPRT_CREDENTIAL_SOCKET: req.socketPath };
+  if (req.tcp) {
+    const host = tcpHost ?? req.tcp.host;
+    vars.CREDPROXY_TCP = `${host.includes(':') ? `[${host}]` : host}:${req.tcp.port}`;
+    vars.CREDPROXY_CAPABILITY_FD = '3';
+    vars.LLXPRT_CAPABILITY_FD = '3';
+  }
+  return vars;
+}
+
+/**
+ * The host environment minus what a sandboxed program must not inherit: credproxy's own settings
+ * (a passphrase, a data directory, another socket or descriptor) and, when `isolated`, the ways
+ * back to the host session (its bus, with the keyring on it, its runtime directory, its agents).
+ */
+export function inheritedEnv(env: NodeJS.ProcessEnv, isolated: boolean): NodeJS.ProcessEnv {
+  const hostSession = new Set(['DBUS_SESSION_BUS_ADDRESS', 'XDG_RUNTIME_DIR', 'SSH_AUTH_SOCK', 'GPG_AGENT_INFO', 'GNOME_KEYRING_CONTROL']);
+  const out: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined || name.startsWith('CREDPROXY_') || name === 'LLXPRT_CREDENTIAL_SOCKET' || name === 'LLXPRT_CAPABILITY_FD') continue;
+    if (isolated && hostSession.has(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}
