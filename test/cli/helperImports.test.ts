@@ -27,7 +27,9 @@ const ALLOWED = [
   /^client\/(ProxyClient|ProxyKeyStore|ProxyTokenStore|capability|factory|replies)\.js$/,
   /^protocol\/(errors|framing|names)\.js$/,
   /^(abort|paths)\.js$/,
-  /^cli\/util\/(errors|proxy|target|gitCredentialIo|execSpec)\.js$/,
+  /^cli\/util\/(errors|proxy|target|gitCredentialIo|execSpec|doubleDash)\.js$/,
+  // Node built-ins only: how exec runs its command.
+  /^sandbox\/runChild\.js$/,
   /^cli\/commands\/(gitCredential|exec)\.js$/,
   /^store\/types\.js$/,
 ];
