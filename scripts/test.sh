@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs and runs it; ends with "N passed, N failed, N skipped".
-# System packages (a real Secret Service for the keyring tests, setpriv for the peer-uid tests) are
+# System packages (a real Secret Service for the keyring tests, setpriv for the peer-uid tests,
+# bubblewrap for the `credproxy run --sandbox bwrap` tests) are
 # installed with apt when missing; that needs root, as in CI.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(dbus gnome-keyring util-linux)
+packages=(dbus gnome-keyring util-linux bubblewrap)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
