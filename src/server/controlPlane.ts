@@ -51,16 +51,16 @@ export function sandboxListener(grantId: string): string {
 
 export class ControlPlane implements AdminService {
   private readonly opened = new Map<string, Opened>();
-  /** Clean-ups of ended grants still running. */
-  private readonly endings = new Set<Promise<void>>();
+  /** Clean-ups of ended grants still running, by grant id. */
+  private readonly endings = new Map<string, Promise<void>>();
   private readonly started: number;
 
   constructor(private readonly deps: ControlPlaneDeps) {
     this.started = deps.now();
     deps.grants.onRevoke((grant) => {
       const ending = this.ended(grant).catch(() => {});
-      this.endings.add(ending);
-      void ending.then(() => this.endings.delete(ending));
+      this.endings.set(grant.id, ending);
+      void ending.then(() => this.endings.delete(grant.id));
     });
   }
 
@@ -103,7 +103,10 @@ export class ControlPlane implements AdminService {
 
   async closeGrant(grantId: string): Promise<boolean> {
     if (!this.opened.has(grantId)) return false;
-    return this.deps.grants.revoke(grantId);
+    const revoked = this.deps.grants.revoke(grantId);
+    // Answered once its socket and directory are gone, so a launcher that exits next leaves nothing.
+    await this.endings.get(grantId);
+    return revoked;
   }
 
   listGrants(): GrantListing[] {
@@ -142,7 +145,7 @@ export class ControlPlane implements AdminService {
   /** Ends every opened grant (daemon stop). */
   async closeAll(): Promise<void> {
     for (const id of [...this.opened.keys()]) this.deps.grants.revoke(id);
-    await Promise.all([...this.endings]);
+    await Promise.all([...this.endings.values()]);
   }
 
   /** After a grant ended (close, ttl, control connection gone): socket, directory, sessions. */
