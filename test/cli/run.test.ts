@@ -342,6 +342,22 @@ describe.skipIf(!needBwrap)('credproxy run --sandbox bwrap', () => {
     expect((await a.exit).code).toBe(0);
   });
 
+  it('git inside, with credproxy as its credential helper, gets the granted token (git credential fill)', async () => {
+    const helper = `!${process.execPath} ${CLI} git-credential`;
+    const child = spawn(process.execPath, [CLI, '--store', 'file', 'run', ...bwrap(), '--provider', 'github', '--', 'git', '-c', `credential.helper=${helper}`, 'credential', 'fill'], {
+      env: box.env,
+      cwd: ws,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    children.push(child);
+    const exit = finished(child, 60_000);
+    child.stdin!.end('protocol=https\nhost=github.com\n\n');
+    const result = await exit;
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('username=x-access-token\n');
+    expect(result.stdout).toContain(`password=${GITHUB.access}\n`);
+  });
+
   it('an llxprt-code-style child: socket from LLXPRT_CREDENTIAL_SOCKET, with --tcp the token from fd 3 as 64 hex + newline', async () => {
     const requests = JSON.stringify([{ op: 'get_token', payload: { provider: 'github' } }]);
     for (const extra of [[], ['--tcp']]) {
