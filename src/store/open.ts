@@ -15,9 +15,12 @@ export interface OpenStoresOptions {
   dataDir: string;
   /** CREDPROXY_PASSPHRASE and DBUS_SESSION_BUS_ADDRESS are read from here. Default process.env. */
   env?: NodeJS.ProcessEnv;
-  /** How long the keyring probe may take. Default 2000 ms. */
+  /** How long the keyring probe may take. Default PROBE_TIMEOUT_MS. */
   probeTimeoutMs?: number;
 }
+
+/** How long a keyring has to answer before 'auto' settles for the file store. */
+export const PROBE_TIMEOUT_MS = 2000;
 
 export interface OpenedStores {
   /** tokens and keys are the same object; closing both is fine. */
@@ -66,7 +69,7 @@ export interface StoreDecision {
  */
 export async function decideBackend(options: OpenStoresOptions): Promise<StoreDecision> {
   const env = options.env ?? process.env;
-  const timeoutMs = options.probeTimeoutMs ?? 2000;
+  const timeoutMs = options.probeTimeoutMs ?? PROBE_TIMEOUT_MS;
   switch (options.backend) {
     case 'memory':
       return { backend: 'memory', reason: 'memory store: requested' };
