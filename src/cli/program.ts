@@ -17,6 +17,7 @@ const COMMANDS: ReadonlyArray<readonly [string, () => Promise<Command>]> = [
   ['logout', async () => (await import('./commands/logout.js')).logoutCommand()],
   ['keys', async () => (await import('./commands/keys.js')).keysCommand()],
   ['status', async () => (await import('./commands/status.js')).statusCommand()],
+  ['doctor', async () => (await import('./commands/doctor.js')).doctorCommand()],
   ['git-credential', async () => (await import('./commands/gitCredential.js')).gitCredentialCommand()],
   ['exec', async () => (await import('./commands/exec.js')).execCommand()],
   ['run', async () => (await import('./commands/run.js')).runCommand()],

@@ -48,12 +48,24 @@ export function ensurePrivateDir(dir: string): void {
       throw new Error(`Cannot create socket directory ${dir}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
     }
   }
-  const st = fs.lstatSync(dir);
-  if (!st.isDirectory()) throw new Error(`Socket directory ${dir} exists but is not a directory`);
-  if (st.uid !== uid()) throw new Error(`Socket directory ${dir} is owned by uid ${st.uid}, not ${uid()}; refusing to use it`);
+  const problem = privateDirProblem(dir, fs.lstatSync(dir));
+  if (problem) throw new Error(problem.message);
+}
+
+/** What makes an existing socket directory unusable, for ensurePrivateDir's error and `doctor`'s fix. */
+export interface PrivateDirProblem {
+  kind: 'not-directory' | 'owner' | 'mode';
+  message: string;
+}
+
+/** Why `dir` (lstat'ed as `st`: a symlink is not followed) is not a private directory of ours, or null. */
+export function privateDirProblem(dir: string, st: fs.Stats): PrivateDirProblem | null {
+  if (!st.isDirectory()) return { kind: 'not-directory', message: `Socket directory ${dir} exists but is not a directory` };
+  if (st.uid !== uid()) return { kind: 'owner', message: `Socket directory ${dir} is owned by uid ${st.uid}, not ${uid()}; refusing to use it` };
   if ((st.mode & 0o077) !== 0) {
-    throw new Error(`Socket directory ${dir} has mode ${(st.mode & 0o777).toString(8)}; it must be 700 (fix it or remove it)`);
+    return { kind: 'mode', message: `Socket directory ${dir} has mode ${(st.mode & 0o777).toString(8)}; it must be 700 (fix it or remove it)` };
   }
+  return null;
 }
 
 /** `{pid}-{nonce}.sock` with a 128-bit hex nonce. */

@@ -44,6 +44,17 @@ import { StoreError, type KeyStore, type StoredToken, type TokenStore } from './
 
 export const PASSPHRASE_ENV = 'CREDPROXY_PASSPHRASE';
 
+/** The passphrase the file store takes from `env`; an empty value counts as unset. */
+export function passphraseFrom(env: NodeJS.ProcessEnv): string | undefined {
+  return env[PASSPHRASE_ENV] || undefined;
+}
+
+/** Where the file store under `dataDir` keeps its files (nothing is created). */
+export function fileStorePaths(dataDir: string): { storePath: string; keyPath: string; locksDir: string } {
+  const dir = path.resolve(dataDir);
+  return { storePath: path.join(dir, 'store.enc'), keyPath: path.join(dir, 'store.key'), locksDir: path.join(dir, 'locks') };
+}
+
 export interface FileStoreOptions {
   dataDir: string;
   /** Where CREDPROXY_PASSPHRASE is read from; defaults to process.env. */
@@ -64,6 +75,34 @@ interface Snapshot {
   params: KeyParams | null;
 }
 
+/**
+ * Why a store whose header says `kind` cannot be opened with `passphrase` (set or not), or null when
+ * they match. `doctor` asks the same question of the header alone.
+ */
+export function keySourceMismatch(paths: { storePath: string; keyPath: string }, kind: KeyKind, passphrase: string | undefined): StoreError | null {
+  if (kind === 'passphrase' && !passphrase) {
+    return new StoreError(
+      'decrypt_failed',
+      `The credential store at ${paths.storePath} was created with ${PASSPHRASE_ENV}, which is not set now; set it to the same passphrase to open the store`,
+    );
+  }
+  if (kind === 'keyfile' && passphrase) {
+    return new StoreError(
+      'decrypt_failed',
+      `The credential store at ${paths.storePath} is encrypted with the key file ${paths.keyPath}, not a passphrase, but ${PASSPHRASE_ENV} is set; unset it to open this store`,
+    );
+  }
+  return null;
+}
+
+/** The error of a key-file store whose key file is gone. */
+export function missingKeyFile(paths: { storePath: string; keyPath: string }): StoreError {
+  return new StoreError(
+    'decrypt_failed',
+    `The credential store at ${paths.storePath} needs its key file ${paths.keyPath}, which is missing; restore it — the store cannot be decrypted without it`,
+  );
+}
+
 export class FileStore implements TokenStore, KeyStore {
   readonly backend = 'file' as const;
   readonly storePath: string;
@@ -77,12 +116,11 @@ export class FileStore implements TokenStore, KeyStore {
   private fileKey: Buffer | null = null;
 
   private constructor(options: FileStoreOptions) {
-    const dir = path.resolve(options.dataDir);
-    this.storePath = path.join(dir, 'store.enc');
-    this.keyPath = path.join(dir, 'store.key');
-    this.locksDir = path.join(dir, 'locks');
-    const passphrase = (options.env ?? process.env)[PASSPHRASE_ENV];
-    this.passphrase = passphrase ? passphrase : undefined;
+    const paths = fileStorePaths(options.dataDir);
+    this.storePath = paths.storePath;
+    this.keyPath = paths.keyPath;
+    this.locksDir = paths.locksDir;
+    this.passphrase = passphraseFrom(options.env ?? process.env);
     this.lockWaitMs = options.lockWaitMs ?? 15_000;
     this.refreshLockWaitMs = options.refreshLockWaitMs ?? 60_000;
     this.lockStaleMs = Math.max(2000, options.lockStaleMs ?? 10_000);
@@ -252,29 +290,12 @@ export class FileStore implements TokenStore, KeyStore {
 
   /** The key that opens a file with `header`, or a StoreError that says which secret is missing. */
   private async keyFor(params: KeyParams): Promise<Buffer> {
-    if (params.kind === 'passphrase') {
-      if (!this.passphrase) {
-        throw new StoreError(
-          'decrypt_failed',
-          `The credential store at ${this.storePath} was created with ${PASSPHRASE_ENV}, which is not set now; set it to the same passphrase to open the store`,
-        );
-      }
-      return derivePassphraseKey(this.passphrase, params);
-    }
-    if (this.passphrase) {
-      throw new StoreError(
-        'decrypt_failed',
-        `The credential store at ${this.storePath} is encrypted with the key file ${this.keyPath}, not a passphrase, but ${PASSPHRASE_ENV} is set; unset it to open this store`,
-      );
-    }
+    const mismatch = keySourceMismatch(this, params.kind, this.passphrase);
+    if (mismatch) throw mismatch;
+    if (params.kind === 'passphrase') return derivePassphraseKey(this.passphrase!, params);
     if (!this.fileKey) {
       this.fileKey = readKeyFile(this.keyPath);
-      if (!this.fileKey) {
-        throw new StoreError(
-          'decrypt_failed',
-          `The credential store at ${this.storePath} needs its key file ${this.keyPath}, which is missing; restore it — the store cannot be decrypted without it`,
-        );
-      }
+      if (!this.fileKey) throw missingKeyFile(this);
     }
     return this.fileKey;
   }

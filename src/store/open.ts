@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { FileStore, PASSPHRASE_ENV } from './fileStore.js';
+import { FileStore, fileStorePaths, PASSPHRASE_ENV, passphraseFrom } from './fileStore.js';
 import { KEYRING_ENTRY_OPTIONS, KEYRING_SERVICE, KeyringStore } from './keyring.js';
 import { MemoryStore } from './memory.js';
 import { StoreError, type KeyStore, type StoreBackend, type TokenStore } from './types.js';
@@ -15,9 +15,12 @@ export interface OpenStoresOptions {
   dataDir: string;
   /** CREDPROXY_PASSPHRASE and DBUS_SESSION_BUS_ADDRESS are read from here. Default process.env. */
   env?: NodeJS.ProcessEnv;
-  /** How long the keyring probe may take. Default 2000 ms. */
+  /** How long the keyring probe may take. Default PROBE_TIMEOUT_MS. */
   probeTimeoutMs?: number;
 }
+
+/** How long a keyring has to answer before 'auto' settles for the file store. */
+export const PROBE_TIMEOUT_MS = 2000;
 
 export interface OpenedStores {
   /** tokens and keys are the same object; closing both is fine. */
@@ -40,51 +43,69 @@ export const PROTECTS = {
 /** Opens the stores of `options.backend`; 'auto' prefers a keyring that answers the probe. */
 export async function openStores(options: OpenStoresOptions): Promise<OpenedStores> {
   const env = options.env ?? process.env;
-  const timeoutMs = options.probeTimeoutMs ?? 2000;
+  const decision = await decideBackend(options);
+  const { reason, protects } = describeStore(decision, options.dataDir, env);
+  let store: TokenStore & KeyStore;
+  if (decision.backend === 'memory') store = new MemoryStore();
+  else if (decision.backend === 'file') store = await FileStore.open({ dataDir: options.dataDir, env });
+  else store = await KeyringStore.open({ dataDir: options.dataDir });
+  return { tokens: store, keys: store, backend: decision.backend, reason, protects };
+}
+
+/** Which backend a store choice leads to and why. */
+export interface StoreDecision {
+  backend: StoreBackend;
+  /** Why, without the file store's key (describeStore adds it). */
+  reason: string;
+  /** The keyring probe, when the decision needed one. */
+  probe?: ProbeResult;
+}
+
+/**
+ * Decides which backend `options.backend` opens, reading only whether files exist and asking the
+ * keyring about an item that never exists: nothing is created or written, so `doctor` can report
+ * the choice on a machine where credproxy never ran. A requested keyring that cannot be used is a
+ * StoreError here, as it is for openStores.
+ */
+export async function decideBackend(options: OpenStoresOptions): Promise<StoreDecision> {
+  const env = options.env ?? process.env;
+  const timeoutMs = options.probeTimeoutMs ?? PROBE_TIMEOUT_MS;
   switch (options.backend) {
-    case 'memory': {
-      const store = new MemoryStore();
-      return { tokens: store, keys: store, backend: 'memory', reason: 'memory store: requested', protects: PROTECTS.memory };
-    }
+    case 'memory':
+      return { backend: 'memory', reason: 'memory store: requested' };
     case 'file':
-      return openFile(options.dataDir, env, 'file store: requested');
+      return { backend: 'file', reason: 'file store: requested' };
     case 'keyring': {
       const probe = await probeKeyring(env, timeoutMs);
       if (!probe.ok) throw new StoreError('unavailable', `The OS keyring was requested but cannot be used: ${probe.why}`);
-      return openKeyring(options.dataDir, `keyring: requested; ${probe.what}`);
+      return { backend: 'keyring', reason: `keyring: requested; ${probe.what}`, probe };
     }
     case 'auto': {
-      const storePath = path.join(options.dataDir, 'store.enc');
+      const { storePath } = fileStorePaths(options.dataDir);
       // Switching an existing file store to a keyring that just appeared would hide its credentials.
-      if (fs.existsSync(storePath)) return openFile(options.dataDir, env, `file store: ${storePath} already holds the credentials`);
+      if (fs.existsSync(storePath)) return { backend: 'file', reason: `file store: ${storePath} already holds the credentials` };
       if (process.platform !== 'linux' && process.platform !== 'darwin') {
-        return openFile(options.dataDir, env, `file store: the keyring is only used automatically on Linux and macOS, not ${process.platform}`);
+        return { backend: 'file', reason: `file store: the keyring is only used automatically on Linux and macOS, not ${process.platform}` };
       }
       const probe = await probeKeyring(env, timeoutMs);
-      if (probe.ok) return openKeyring(options.dataDir, `keyring: ${probe.what}`);
+      if (probe.ok) return { backend: 'keyring', reason: `keyring: ${probe.what}`, probe };
       const hidden = fs.existsSync(path.join(options.dataDir, 'keyring.state')) ? ' (credentials saved earlier in the keyring are not visible now)' : '';
-      return openFile(options.dataDir, env, `file store: ${probe.why}${hidden}`);
+      return { backend: 'file', reason: `file store: ${probe.why}${hidden}`, probe };
     }
     default:
       throw new StoreError('unavailable', `Unknown store backend ${JSON.stringify(options.backend)}`);
   }
 }
 
-async function openFile(dataDir: string, env: NodeJS.ProcessEnv, reason: string): Promise<OpenedStores> {
-  const store = await FileStore.open({ dataDir, env });
-  const withPassphrase = store.keyKind === 'passphrase';
+/** The full reason line and the protection of the stores a decision opens; the file store's key follows `env`. */
+export function describeStore(decision: StoreDecision, dataDir: string, env: NodeJS.ProcessEnv): { reason: string; protects: string } {
+  if (decision.backend === 'memory') return { reason: decision.reason, protects: PROTECTS.memory };
+  if (decision.backend === 'keyring') return { reason: decision.reason, protects: PROTECTS.keyring };
+  const withPassphrase = passphraseFrom(env) !== undefined;
   return {
-    tokens: store,
-    keys: store,
-    backend: 'file',
-    reason: `${reason}; encrypted with ${withPassphrase ? PASSPHRASE_ENV : `the key file ${store.keyPath}`}`,
+    reason: `${decision.reason}; encrypted with ${withPassphrase ? PASSPHRASE_ENV : `the key file ${fileStorePaths(dataDir).keyPath}`}`,
     protects: withPassphrase ? PROTECTS.filePassphrase : PROTECTS.fileKey,
   };
-}
-
-async function openKeyring(dataDir: string, reason: string): Promise<OpenedStores> {
-  const store = await KeyringStore.open({ dataDir });
-  return { tokens: store, keys: store, backend: 'keyring', reason, protects: PROTECTS.keyring };
 }
 
 export type ProbeResult = { ok: true; what: string } | { ok: false; why: string };

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { secondsToExpiry } from '../../oauth/token.js';
 import { StoreError } from '../../store/types.js';
 import { describeExpiry } from '../util/duration.js';
-import { withHostStores, type HostStores } from '../util/stores.js';
+import { keyFileWarning, withHostStores, type HostStores } from '../util/stores.js';
 
 /** Below this, a token without a refresh token is worth a warning before it lapses. */
 const SOON_SECONDS = 10 * 60;
@@ -58,11 +58,8 @@ export async function collectStatus(stores: HostStores, nowMs: number, env: Node
       warnings.push(`${name} ${describeExpiry(t.expiresInSeconds ?? 0)} and has no refresh token`);
     }
   }
-  if (stores.backend === 'file' && !env.CREDPROXY_PASSPHRASE) {
-    warnings.push(
-      `CREDPROXY_PASSPHRASE is unset: the file store's encryption key sits beside it in ${stores.dataDir}, so anyone who can read that directory can decrypt it`,
-    );
-  }
+  const keyFile = keyFileWarning(stores.backend, stores.dataDir, env);
+  if (keyFile) warnings.push(keyFile);
   return {
     store: { backend: stores.backend, reason: stores.reason, protects: stores.protects, dataDir: stores.dataDir },
     tokens,

@@ -3,25 +3,9 @@
  * and its "browser" would not be the user's), and only when one can actually be shown.
  */
 import { spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import path from 'node:path';
+import { onPath } from './onPath.js';
 
 export type BrowserOpener = (url: string) => void;
-
-/** The first executable called `name` on PATH, or null. */
-function onPath(name: string, env: NodeJS.ProcessEnv): string | null {
-  for (const dir of (env.PATH ?? '').split(path.delimiter)) {
-    if (!dir || !path.isAbsolute(dir)) continue;
-    const candidate = path.join(dir, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return null;
-}
 
 /**
  * How to open a URL on this machine: macOS `open`; elsewhere `xdg-open` when a graphical session

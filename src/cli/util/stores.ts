@@ -1,5 +1,6 @@
 /** Opening the host stores for a command, and always closing them again. */
 import type { Command } from 'commander';
+import { passphraseFrom } from '../../store/fileStore.js';
 import { openStores } from '../../store/open.js';
 import type { KeyStore, StoreBackend, TokenStore } from '../../store/types.js';
 import { dataDir } from '../../paths.js';
@@ -44,4 +45,13 @@ export async function withHostStores<T>(cmd: Command, fn: (stores: HostStores) =
   } finally {
     await closeHostStores(stores);
   }
+}
+
+/**
+ * The warning for a file store encrypted with the key file beside it, or null when the backend is
+ * another one or CREDPROXY_PASSPHRASE is set.
+ */
+export function keyFileWarning(backend: StoreBackend, dataDir: string, env: NodeJS.ProcessEnv): string | null {
+  if (backend !== 'file' || passphraseFrom(env) !== undefined) return null;
+  return `CREDPROXY_PASSPHRASE is unset: the file store's encryption key sits beside it in ${dataDir}, so anyone who can read that directory can decrypt it`;
 }
