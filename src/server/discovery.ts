@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { writeFileAtomic } from '../store/atomicWrite.js';
-import { defaultSocketDir } from './socketPath.js';
+import { defaultSocketDir, probeSocket } from './socketPath.js';
 
 export interface DiscoveryEntry {
   pid: number;
@@ -49,6 +49,16 @@ export function findRunningDaemon(env: NodeJS.ProcessEnv = process.env): Discove
     return null;
   }
   return readDiscovery(dir);
+}
+
+/**
+ * findRunningDaemon(), and only when something listens on the entry's main socket. A daemon killed
+ * with SIGKILL leaves its current.json behind, and its pid may since belong to another process of
+ * ours (or be a zombie nobody reaped): the socket is what tells.
+ */
+export async function findAnsweringDaemon(env: NodeJS.ProcessEnv = process.env): Promise<DiscoveryEntry | null> {
+  const entry = findRunningDaemon(env);
+  return entry && (await probeSocket(entry.socket)) === 'live' ? entry : null;
 }
 
 /** The entry, when the file is a regular 0600-or-tighter file of ours (not a link another user planted). */

@@ -97,8 +97,8 @@ function startOnTty(args: string[], env: NodeJS.ProcessEnv): Running & { type(te
   return { child, exit, stderrMatch: matcher(child.stdout!, exit), type: (text) => child.stdin!.write(text) };
 }
 
-async function serve(extra: string[] = []): Promise<{ socket: string; daemon: Running }> {
-  const daemon = start(['serve', '--store', 'file', '--json', ...extra], box.env);
+async function serve(extra: string[] = [], store = 'file'): Promise<{ socket: string; daemon: Running }> {
+  const daemon = start(['serve', '--store', store, '--json', ...extra], box.env);
   const line = await new Promise<string>((resolve, reject) => {
     let buf = '';
     daemon.child.stdout!.on('data', (d: Buffer | string) => {
@@ -316,6 +316,43 @@ describe('login on the host', () => {
     expect(expectOneErrorLine(missing)).toBe(`credproxy: Config file ${path.join(box.dir, 'nope.json')} does not exist`);
     const memory = await runCli(['login', 'myidp', '--store', 'memory'], { env: box.env });
     expect(expectOneErrorLine(memory)).toMatch(/^credproxy: --store memory only makes sense with serve/);
+  });
+});
+
+describe('login on the host with a daemon running', () => {
+  it('goes through the discovered daemon: its store gets the token, the host store none; the browser may open', async () => {
+    // A memory-store daemon on the sandbox's default socket, reading DATA_DIR's provider config.
+    await serve([], 'memory');
+    const opened = fakeBrowser();
+    const login = start(['login', 'myidp', '--flow', 'device', '--store', 'file'], { ...box.env, ...opened.env });
+    const [, userCode] = await login.stderrMatch(USER_CODE);
+    await idp.approveDevice(userCode!);
+    const result = await login.exit;
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(SUCCESS);
+    expectNoSecrets(result);
+    expect(readFileSync(path.join(box.env.CREDPROXY_HOME!, 'audit.log'), 'utf8')).toMatch(/"op":"oauth_initiate".*"outcome":"ok"/);
+    // The host store got nothing; the daemon serves the token it stored.
+    expect((await hostStatus()).tokens).toEqual([]);
+    const token = await runCli(['token', 'myidp'], { env: box.env });
+    expect(token.stdout).toBe(`${idp.issued.accessTokens.at(-1)}\n`);
+    // Unlike from a sandbox, the host's own login may open the browser.
+    await waitFor(() => existsSync(opened.log));
+    expect(readFileSync(opened.log, 'utf8').trim().startsWith(idp.endpoints.verification)).toBe(true);
+  });
+
+  it('--config is refused with the way out; --no-daemon logs in here, into the host store', async () => {
+    const { daemon } = await serve([], 'memory');
+    const config = await runCli(['login', 'myidp', '--config', path.join(box.env.CREDPROXY_HOME!, 'config.json')], { env: box.env });
+    expect(expectOneErrorLine(config)).toBe(
+      `credproxy: --config applies to logins run here; the running daemon (pid ${daemon.child.pid}) uses its own configuration (add --no-daemon to log in here)`,
+    );
+    const login = start(['login', 'myidp', '--flow', 'device', '--store', 'file', '--no-daemon', '--no-browser'], box.env);
+    const [, userCode] = await login.stderrMatch(USER_CODE);
+    await idp.approveDevice(userCode!);
+    const result = await login.exit;
+    expect(result.code, result.stderr).toBe(0);
+    expect((await hostStatus()).tokens.find((t) => t.provider === 'myidp')).toMatchObject({ bucket: 'default', hasRefreshToken: true });
   });
 });
 

@@ -110,7 +110,8 @@ describe('serve', () => {
     expect((await read()).stdout).toBe('at-first\n'); // now served from the daemon's cache
     expect((await put('at-second')).code).toBe(0); // a separate process rewrites the store
     expect((await read()).stdout).toBe('at-second\n');
-    const gone = await runCli(['logout', 'anthropic', '--store', 'file'], { env: box.env });
+    // --no-daemon: this daemon is discoverable, and this write must come from another process.
+    const gone = await runCli(['logout', 'anthropic', '--store', 'file', '--no-daemon'], { env: box.env });
     expect(gone.code, gone.stderr).toBe(0);
     expect((await read()).stderr).toBe('credproxy: No token for anthropic/default\n');
   });

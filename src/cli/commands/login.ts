@@ -1,8 +1,9 @@
 /**
- * `credproxy login PROVIDER`: an OAuth login. On the host it runs the flow in-process and stores the
- * full token in the host store; with CREDPROXY_SOCKET set the daemon runs it (oauth_* ops) and this
- * process only sees URLs, the user code and the sanitized token. Prompts go to stderr; stdout gets
- * the one success line.
+ * `credproxy login PROVIDER`: an OAuth login. Through a daemon — CREDPROXY_SOCKET's, or the one
+ * running for this session on the host — the daemon runs it (oauth_* ops) and stores the token, so
+ * its token cache is never behind, and this process only sees URLs, the user code and the sanitized
+ * token. Without a daemon it runs the flow in-process and stores the full token in the host store.
+ * Prompts go to stderr; stdout gets the one success line.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ProxyLoginBackend, runLogin, type FlowName, type LoginBackend } from '../../client/loginDriver.js';
@@ -15,7 +16,7 @@ import { flowOption, registryFromConfig } from '../util/loginConfig.js';
 import { HostLoginBackend } from '../util/loginHost.js';
 import { loginFailure, successLine, unknownProvider } from '../util/loginMessages.js';
 import { TerminalLoginUi } from '../util/loginTerminal.js';
-import { proxySocketFromEnv, withProxyClient } from '../util/proxy.js';
+import { daemonSocket, noDaemonOption, withDaemonClient } from '../util/proxy.js';
 import { withHostStores } from '../util/stores.js';
 import { toTarget, type Target } from '../util/target.js';
 
@@ -27,6 +28,7 @@ interface LoginOptions {
   flow?: FlowName;
   browser: boolean;
   config?: string;
+  daemon: boolean;
 }
 
 class LoginCancelled extends Error {
@@ -86,6 +88,7 @@ export function loginCommand(): Command {
     .addOption(new Option('--flow <flow>', 'login flow: device, paste or browser (default: the provider\'s first)').argParser(parseFlow))
     .option('--no-browser', 'do not open a browser (the URL is always printed)')
     .option('--config <file>', 'provider configuration (host mode; default DATA_DIR/config.json)')
+    .addOption(noDaemonOption())
     .addHelpText(
       'after',
       `
@@ -94,9 +97,11 @@ paste = open a URL, authorize, paste the code the page shows; browser = the brow
 loopback callback on the machine that runs credproxy.
 
 With CREDPROXY_SOCKET (or LLXPRT_CREDENTIAL_SOCKET) set, the daemon runs the login and keeps the
-refresh token; this process never sees it, and no browser is opened. Otherwise the login runs here
-and the token goes into the host store (--store). A browser is opened only on the host, when a
-graphical session is available (DISPLAY/WAYLAND_DISPLAY and xdg-open, or macOS open).
+refresh token; this process never sees it, and no browser is opened. On the host, a daemon running
+for this session (serve --detach, or a serve on the default socket) runs it the same way, with its
+own configuration and store. Otherwise, or with --no-daemon, the login runs here and the token goes
+into the host store (--store, which applies to that case only). A browser is opened only on the
+host, when a graphical session is available (DISPLAY/WAYLAND_DISPLAY and xdg-open, or macOS open).
 
 Instructions, the URL, the user code and the paste prompt go to stderr; stdout gets one line on
 success. A pasted code may also come from stdin when it is not a terminal. Ctrl-C cancels the
@@ -107,11 +112,19 @@ login on the host and exits with status 130.
     )
     .action(async (provider: string, opts: LoginOptions, cmd: Command) => {
       const target = toTarget(provider, opts.bucket);
-      const socketPath = proxySocketFromEnv();
-      if (socketPath) {
-        if (opts.config !== undefined) throw new CliError('--config applies to host logins; the credential proxy uses its own configuration');
-        // Never a browser from the sandbox: it is not the user's, and the host decides what runs there.
-        await withProxyClient(socketPath, (client) => drive(new ProxyLoginBackend(client), target, opts.flow, null));
+      const found = await daemonSocket(opts.daemon);
+      if (found) {
+        if (opts.config !== undefined) {
+          throw new CliError(
+            found.source === 'env'
+              ? '--config applies to host logins; the credential proxy uses its own configuration'
+              : `--config applies to logins run here; the running daemon (pid ${found.pid}) uses its own configuration (add --no-daemon to log in here)`,
+          );
+        }
+        // Never a browser from a sandbox: it is not the user's, and the host decides what runs there.
+        // A daemon discovered on the host is the user's own, on this machine.
+        const openBrowser = found.source === 'discovered' && opts.browser ? findBrowserOpener() : null;
+        await withDaemonClient(found, (client) => drive(new ProxyLoginBackend(client), target, opts.flow, openBrowser));
         return;
       }
       const registry = registryFromConfig(opts.config);

@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { TokenService } from '../../oauth/TokenService.js';
 import { CliError } from '../util/errors.js';
-import { proxySocketFromEnv, withProxyClient } from '../util/proxy.js';
+import { daemonSocket, noDaemonOption, withDaemonClient } from '../util/proxy.js';
 import { withHostStores } from '../util/stores.js';
 import { label, toTarget } from '../util/target.js';
 
@@ -11,12 +11,19 @@ export function logoutCommand(): Command {
     .description('remove the stored token of PROVIDER/BUCKET')
     .argument('<provider>', 'provider name')
     .option('--bucket <bucket>', 'bucket', 'default')
-    .addHelpText('after', '\nWith CREDPROXY_SOCKET set, the daemon removes it (remove_token); otherwise the host store (--store).')
-    .action(async (provider: string, opts: { bucket: string }, cmd: Command) => {
+    .addOption(noDaemonOption())
+    .addHelpText(
+      'after',
+      `
+With CREDPROXY_SOCKET set, or a daemon running for this session, the daemon removes it
+(remove_token; the daemon does not say whether there was one). Otherwise, or with --no-daemon,
+the host store (--store) does.`,
+    )
+    .action(async (provider: string, opts: { bucket: string; daemon: boolean }, cmd: Command) => {
       const target = toTarget(provider, opts.bucket);
-      const socketPath = proxySocketFromEnv();
-      if (socketPath) {
-        await withProxyClient(socketPath, (client) => client.request('remove_token', { provider: target.provider, bucket: target.bucket }));
+      const found = await daemonSocket(opts.daemon);
+      if (found) {
+        await withDaemonClient(found, (client) => client.request('remove_token', { provider: target.provider, bucket: target.bucket }));
       } else {
         // Under the refresh lock, so a refresh racing this logout cannot write the token back.
         const existed = await withHostStores(cmd, ({ tokens }) => new TokenService(tokens).remove(target.provider, target.bucket));

@@ -61,7 +61,7 @@ interface DaemonHandle {
 
 /** The running daemon, or one started in this process on the default store for the run. */
 async function useDaemon(opts: RunOptions, cmd: Command, say: (line: string) => void): Promise<DaemonHandle> {
-  const running = daemonControlPath(opts.daemon);
+  const running = await daemonControlPath(opts.daemon);
   if (running) {
     say(`using the daemon ${running.entry ? `pid ${running.entry.pid} ` : ''}on ${running.control}`);
     return { control: running.control };

@@ -1,4 +1,4 @@
-/** `credproxy serve`: run the daemon in the foreground until SIGINT/SIGTERM/SIGHUP. */
+/** `credproxy serve`: run the daemon in the foreground until SIGINT/SIGTERM/SIGHUP, or start it in the background (--detach). */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Command, Option } from 'commander';
@@ -6,6 +6,7 @@ import { loadPolicy, type Policy } from '../../auth/policy.js';
 import { startDaemon } from '../../server/daemon.js';
 import { CliError, warn } from '../util/errors.js';
 import { registryFromConfig } from '../util/loginConfig.js';
+import { SERVE_LOG, serveDetached } from '../util/serveDetach.js';
 import { parseTcp, parseUid } from '../util/serveArgs.js';
 import { closeHostStores, openHostStores, storeChoice } from '../util/stores.js';
 
@@ -17,6 +18,7 @@ interface ServeOptions {
   tcp?: string;
   json?: boolean;
   config?: string;
+  detach?: boolean;
 }
 
 function readPolicy(file: string | undefined): Policy | undefined {
@@ -38,14 +40,26 @@ export function serveCommand(): Command {
     .addOption(new Option('--tcp <addr>', 'also listen on loopback TCP, 127.0.0.1:PORT or [::1]:PORT (PORT 0 = any; clients need a capability token)').argParser(parseTcp))
     .option('--json', 'print {"socket": PATH, "control": PATH, "tcp": {host, port}} instead of the bare path')
     .option('--config <file>', 'login provider configuration for oauth_* (default: DATA_DIR/config.json)')
+    .option('--detach', `start the daemon in the background and exit once it is ready (stderr: DATA_DIR/${SERVE_LOG}); if one is running already, print its socket`)
     .addHelpText(
       'after',
       `
 DATA_DIR is $CREDPROXY_HOME, else $XDG_DATA_HOME/credproxy, else ~/.local/share/credproxy.
 The chosen store backend and why are reported on stderr. The daemon stops cleanly, removing its
-socket, on SIGINT, SIGTERM or SIGHUP.`,
+socket, on SIGINT, SIGTERM or SIGHUP.
+
+--detach prints what serve prints (the socket path, or --json's document) and exits 0 once the
+daemon is ready; the daemon runs in its own session, its stderr appended to DATA_DIR/${SERVE_LOG}.
+Without --socket, a daemon already running for this session (current.json in the default socket
+directory) is reported instead, with exit 0 — the other options apply only to a daemon it starts —
+so this fits in a shell profile:
+
+  credproxy serve --detach >/dev/null 2>&1
+
+Stop it with SIGTERM to the pid in current.json (credproxy status names it).`,
     )
     .action(async (opts: ServeOptions, cmd: Command) => {
+      if (opts.detach) return serveDetached(opts);
       // Cheap checks first, so a typo in the policy file fails before any store is touched.
       const policy = readPolicy(opts.policy);
       const registry = registryFromConfig(opts.config);
@@ -82,6 +96,7 @@ socket, on SIGINT, SIGTERM or SIGHUP.`,
         const ready = opts.json
           ? JSON.stringify({ socket: daemon.socketPath, control: daemon.controlPath, ...(daemon.tcpAddress && { tcp: daemon.tcpAddress }) })
           : daemon.socketPath;
+        // Nothing else may go to stdout: under --detach it is a pipe whose reader exits after this line.
         process.stdout.write(`${ready}\n`);
         // The daemon waits for a refresh still saving its rotated refresh token before it reports closed.
         await daemon.closed;

@@ -1,8 +1,12 @@
-/** `credproxy status`: what the host store holds and what needs attention — never a secret. */
+/**
+ * `credproxy status`: what the host store holds and what needs attention — never a secret — and
+ * which daemon the other commands would go through.
+ */
 import { Command } from 'commander';
 import { secondsToExpiry } from '../../oauth/token.js';
 import { StoreError } from '../../store/types.js';
 import { describeExpiry } from '../util/duration.js';
+import { daemonSocket, type DaemonSocket } from '../util/proxy.js';
 import { keyFileWarning, withHostStores, type HostStores } from '../util/stores.js';
 
 /** Below this, a token without a refresh token is worth a warning before it lapses. */
@@ -19,11 +23,20 @@ export interface TokenStatus {
   error?: string;
 }
 
+/** `socket` as in serve's --json and current.json; `pid` only for a discovered daemon. */
+export interface DaemonStatus {
+  socket: string;
+  source: DaemonSocket['source'];
+  pid?: number;
+}
+
 export interface StatusReport {
   store: { backend: string; reason: string; protects: string; dataDir: string };
   tokens: TokenStatus[];
   keys: string[];
   warnings: string[];
+  /** The daemon token, login and logout would use (null: they use the host store). */
+  daemon: DaemonStatus | null;
 }
 
 async function tokenStatus(stores: HostStores, provider: string, bucket: string, nowMs: number): Promise<TokenStatus | null> {
@@ -41,7 +54,7 @@ async function tokenStatus(stores: HostStores, provider: string, bucket: string,
 }
 
 /** Collects the report; exported for reuse by tests and other front ends. */
-export async function collectStatus(stores: HostStores, nowMs: number, env: NodeJS.ProcessEnv): Promise<StatusReport> {
+export async function collectStatus(stores: HostStores, nowMs: number, env: NodeJS.ProcessEnv, daemon: DaemonSocket | null = null): Promise<StatusReport> {
   const tokens: TokenStatus[] = [];
   for (const provider of await stores.tokens.listProviders()) {
     for (const bucket of await stores.tokens.listBuckets(provider)) {
@@ -65,7 +78,13 @@ export async function collectStatus(stores: HostStores, nowMs: number, env: Node
     tokens,
     keys: await stores.keys.listKeys(),
     warnings,
+    daemon: daemon && { socket: daemon.socketPath, source: daemon.source, ...(daemon.pid !== undefined && { pid: daemon.pid }) },
   };
+}
+
+function daemonLine(d: DaemonStatus): string {
+  if (d.source === 'env') return `Daemon: ${d.socket} (from the environment; token, login and logout go through it)`;
+  return `Daemon: pid ${d.pid}, socket ${d.socket} (token, login and logout go through it)`;
 }
 
 function tokenLine(t: TokenStatus, width: number): string {
@@ -81,6 +100,7 @@ export function renderStatus(r: StatusReport): string {
     `Store: ${r.store.backend} (${r.store.reason})`,
     `  protects: ${r.store.protects}`,
     `  data dir: ${r.store.dataDir}`,
+    ...(r.daemon ? [daemonLine(r.daemon)] : []),
     'Tokens:',
     ...(r.tokens.length ? r.tokens.map((t) => tokenLine(t, width)) : ['  (none)']),
     'Keys:',
@@ -94,8 +114,16 @@ export function statusCommand(): Command {
   return new Command('status')
     .description('show the store backend, tokens with their expiry, key names and warnings (no secrets)')
     .option('--json', 'print the report as JSON')
+    .addHelpText(
+      'after',
+      `
+The report is always of the host store (--store). When CREDPROXY_SOCKET is set or a daemon runs
+for this session, a "Daemon:" line (JSON: "daemon") names it: token, login and logout go through
+it, and it may use another store (serve --store).`,
+    )
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const report = await withHostStores(cmd, (stores) => collectStatus(stores, Date.now(), process.env));
+      const daemon = await daemonSocket();
+      const report = await withHostStores(cmd, (stores) => collectStatus(stores, Date.now(), process.env, daemon));
       process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : renderStatus(report));
     });
 }

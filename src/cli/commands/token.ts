@@ -4,11 +4,11 @@ import { ProxyTokenStore } from '../../client/ProxyTokenStore.js';
 import { secondsToExpiry } from '../../oauth/token.js';
 import { CliError } from '../util/errors.js';
 import { describeExpiry } from '../util/duration.js';
-import { proxySocketFromEnv, withProxyClient } from '../util/proxy.js';
+import { daemonSocket, noDaemonOption, withDaemonClient, type DaemonSocket } from '../util/proxy.js';
 import { label, toTarget, type Target } from '../util/target.js';
 
-async function viaProxy(socketPath: string, target: Target): Promise<string | null> {
-  return withProxyClient(socketPath, async (client) => {
+async function viaDaemon(found: DaemonSocket, target: Target): Promise<string | null> {
+  return withDaemonClient(found, async (client) => {
     // The daemon refreshes a nearly expired token before answering (PROTOCOL.md §6).
     const token = await new ProxyTokenStore(client).getToken(target.provider, target.bucket);
     return token ? token.access_token : null;
@@ -24,7 +24,7 @@ async function fromHost(cmd: Command, target: Target): Promise<string | null> {
     // The CLI does not refresh; an expired token would only fail later, further from the cause.
     const left = secondsToExpiry(token, Date.now());
     if (left <= 0) {
-      throw new CliError(`Token for ${label(target)} ${describeExpiry(left)}; get it through a running daemon (which refreshes) or import a new one`);
+      throw new CliError(`Token for ${label(target)} ${describeExpiry(left)}; start a daemon (credproxy serve --detach), which refreshes it, or import a new one`);
     }
     return token.access_token;
   });
@@ -35,17 +35,19 @@ export function tokenCommand(): Command {
     .description('print the access token of PROVIDER/BUCKET on stdout')
     .argument('<provider>', 'provider name')
     .option('--bucket <bucket>', 'bucket', 'default')
+    .addOption(noDaemonOption())
     .addHelpText(
       'after',
       `
-When CREDPROXY_SOCKET (or LLXPRT_CREDENTIAL_SOCKET) is set, the token comes through that daemon,
-which refreshes it when needed; otherwise it is read from the host store (--store), and an
-expired token is an error.`,
+The token comes through a daemon, which refreshes it when needed: the one CREDPROXY_SOCKET (or
+LLXPRT_CREDENTIAL_SOCKET) names, else the daemon running for this session (serve --detach, or
+a serve on the default socket). Without either, or with --no-daemon, it is read from the host
+store (--store, which applies to that case only), and an expired token is an error.`,
     )
-    .action(async (provider: string, opts: { bucket: string }, cmd: Command) => {
+    .action(async (provider: string, opts: { bucket: string; daemon: boolean }, cmd: Command) => {
       const target = toTarget(provider, opts.bucket);
-      const socketPath = proxySocketFromEnv();
-      const accessToken = socketPath ? await viaProxy(socketPath, target) : await fromHost(cmd, target);
+      const found = await daemonSocket(opts.daemon);
+      const accessToken = found ? await viaDaemon(found, target) : await fromHost(cmd, target);
       if (accessToken === null) throw new CliError(`No token for ${label(target)}`);
       process.stdout.write(`${accessToken}\n`);
     });

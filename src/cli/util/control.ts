@@ -1,6 +1,6 @@
 /** Host-side access to a running daemon's control socket (PROTOCOL.md §11): admin ops only. */
 import { ProxyClient } from '../../client/ProxyClient.js';
-import { findRunningDaemon, type DiscoveryEntry } from '../../server/discovery.js';
+import { findAnsweringDaemon, type DiscoveryEntry } from '../../server/discovery.js';
 
 /**
  * A client of a control socket. It never closes itself when idle: a grant opened without ttl_s
@@ -10,9 +10,9 @@ export function controlClient(controlPath: string): ProxyClient {
   return new ProxyClient({ socketPath: controlPath, idleTimeoutMs: Infinity });
 }
 
-/** The running daemon named by `--daemon CONTROL_SOCKET`, else the one current.json names, else null. */
-export function daemonControlPath(explicit: string | undefined, env: NodeJS.ProcessEnv = process.env): { control: string; entry: DiscoveryEntry | null } | null {
+/** The running daemon named by `--daemon CONTROL_SOCKET`, else the answering one current.json names, else null. */
+export async function daemonControlPath(explicit: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<{ control: string; entry: DiscoveryEntry | null } | null> {
   if (explicit !== undefined) return { control: explicit, entry: null };
-  const entry = findRunningDaemon(env);
+  const entry = await findAnsweringDaemon(env);
   return entry ? { control: entry.control, entry } : null;
 }

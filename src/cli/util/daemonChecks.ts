@@ -39,7 +39,7 @@ export type DaemonSummary = z.output<typeof statusSchema>;
 
 /** The `daemon` and (when one answers) `tokens` checks, and the daemon's summary. */
 export async function daemonChecks(explicit: string | undefined, env: NodeJS.ProcessEnv, nowMs: number): Promise<{ checks: Check[]; daemon?: DaemonSummary }> {
-  const target = daemonControlPath(explicit, env);
+  const target = await daemonControlPath(explicit, env);
   if (!target) return { checks: [ok('daemon', `no daemon running (no live entry in ${discoveryFile(env)}); start one with \`credproxy serve\``)] };
   const client = controlClient(target.control);
   let reply: unknown;

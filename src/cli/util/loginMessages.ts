@@ -52,7 +52,8 @@ export function loginFailure(err: unknown, provider: string, mode: 'host' | 'pro
     case 'POLL_FAILED':
       return new CliError(`waiting for authorization failed: ${detail}`);
     case 'UNAUTHORIZED':
-      return new CliError(`the credential proxy refused the login: ${detail}`);
+      // The cause keeps the code for withDaemonClient's hint on the host.
+      return new CliError(`the credential proxy refused the login: ${detail}`, { cause: err });
     default: {
       // Other protocol or client errors keep their message and get their code, like other commands.
       const name = err instanceof Error ? err.name : '';
