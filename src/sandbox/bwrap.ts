@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { masksFor, sandboxPath } from './mounts.js';
+import { masksFor, sandboxPath, type Mount } from './mounts.js';
 import { inheritedEnv, sandboxVariables, type LaunchPlan, type LaunchRequest } from './plan.js';
 
 /** Read-only from the host; a symlink (merged /usr) is recreated as the same symlink. */
@@ -22,8 +22,10 @@ const GROUP_SIGNALS = 'INT,QUIT,TERM,HUP';
 /** The descriptor bwrap writes its `{"child-pid": N}` to; 3 is the capability's. */
 export const BWRAP_INFO_FD = 4;
 
-function systemBinds(): string[] {
+/** The bind and symlink arguments of the system directories, and the directories bound (for masking). */
+function systemBinds(): { args: string[]; bound: Mount[] } {
   const args: string[] = [];
+  const bound: Mount[] = [];
   for (const dir of SYSTEM_DIRS) {
     let st: fs.Stats;
     try {
@@ -32,9 +34,12 @@ function systemBinds(): string[] {
       continue;
     }
     if (st.isSymbolicLink()) args.push('--symlink', fs.readlinkSync(dir), dir);
-    else if (st.isDirectory()) args.push('--ro-bind', dir, dir);
+    else if (st.isDirectory()) {
+      args.push('--ro-bind', dir, dir);
+      bound.push({ source: dir, target: dir, readOnly: true });
+    }
   }
-  return args;
+  return { args, bound };
 }
 
 export function bwrapPlan(req: LaunchRequest): LaunchPlan {
@@ -42,7 +47,8 @@ export function bwrapPlan(req: LaunchRequest): LaunchPlan {
   if (!req.network) args.push('--unshare-net');
   // Without a terminal to share, a new session also stops TIOCSTI from typing into the host's.
   if (!req.tty) args.push('--new-session');
-  args.push('--cap-drop', 'ALL', ...systemBinds(), '--proc', '/proc', '--dev', '/dev');
+  const system = systemBinds();
+  args.push('--cap-drop', 'ALL', ...system.args, '--proc', '/proc', '--dev', '/dev');
   const home = req.env.HOME && path.isAbsolute(req.env.HOME) ? req.env.HOME : undefined;
   const privateDirs = ['/tmp', '/var/tmp', '/home', '/run'];
   if (home !== undefined && !privateDirs.some((d) => home === d || home.startsWith(`${d}/`)) && home !== '/') privateDirs.push(home);
@@ -50,7 +56,9 @@ export function bwrapPlan(req: LaunchRequest): LaunchPlan {
   // An empty, private home: programs expect $HOME to exist.
   if (home !== undefined && home !== '/') args.push('--dir', home);
   for (const m of req.mounts) args.push(m.readOnly ? '--ro-bind' : '--bind', m.source, m.target);
-  for (const mask of masksFor(req.mounts, req.protectedPaths)) {
+  // The system directories are shown too, so what they hold of the protected paths (a data
+  // directory under /opt, say) is masked like what the workspace holds.
+  for (const mask of masksFor([...system.bound, ...req.mounts], req.protectedPaths)) {
     if (mask.kind === 'dir') args.push('--tmpfs', mask.target);
     else args.push('--ro-bind', '/dev/null', mask.target);
   }

@@ -33,13 +33,10 @@ function addProvider(providers: GrantRequest['providers'], spec: string): void {
   const colon = spec.indexOf(':');
   const provider = named('provider', colon < 0 ? spec : spec.slice(0, colon), '--provider');
   const list = colon < 0 ? DEFAULT_BUCKET : spec.slice(colon + 1);
+  // Checked before merging, so a bad bucket is refused even next to an earlier `P:*`.
+  const buckets = list === '*' ? '*' : list.split(',').map((b) => named('bucket', b, `--provider ${provider}: bucket`));
   const had = providers[provider];
-  if (list === '*' || had === '*') {
-    providers[provider] = '*';
-    return;
-  }
-  const buckets = list.split(',').map((b) => named('bucket', b, `--provider ${provider}: bucket`));
-  providers[provider] = [...new Set([...(had ?? []), ...buckets])];
+  providers[provider] = buckets === '*' || had === '*' ? '*' : [...new Set([...(had ?? []), ...buckets])];
 }
 
 /** `read,refresh` → the op groups; `admin` and unknown words are refused by name. */

@@ -22,7 +22,7 @@ export class MountError extends Error {
   override readonly name = 'MountError';
 }
 
-/** `SRC[:DST][:ro|:rw]`, SRC and DST absolute or relative to `cwd`; DST defaults to SRC. */
+/** `SRC[:DST][:ro|:rw]`: SRC absolute or relative to `cwd`; DST a sandbox path (a relative one is taken from /), by default SRC. */
 export function parseMount(spec: string, cwd: string): Mount {
   const parts = spec.split(':');
   let readOnly = false;
