@@ -70,7 +70,7 @@ export function bwrapPlan(req: LaunchRequest): LaunchPlan {
   return {
     command: 'env',
     args,
-    env: { ...inheritedEnv(req.env, true), ...sandboxVariables(req) },
+    env: { ...inheritedEnv(req.env, true, req.passEnv), ...sandboxVariables(req) },
     ...(req.tcp && { fd3: `${req.tcp.capability}\n` }),
     infoFd: BWRAP_INFO_FD,
     cleanup: () => {},

@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { masksFor, sandboxPath } from './mounts.js';
+import { masksFor, MountError, sandboxPath } from './mounts.js';
 import { inheritedEnv, sandboxVariables, type LaunchPlan, type LaunchRequest } from './plan.js';
 
 export type Engine = 'docker' | 'podman';
@@ -41,6 +41,10 @@ export function enginePlan(engine: Engine, req: LaunchRequest): LaunchPlan {
   if (engine === 'podman' && req.uid !== 0) args.push('--userns=keep-id');
   if (!req.network) args.push('--network', 'none');
   const socketDir = path.dirname(req.socketPath);
+  // `--volume SRC:DST[:ro]` has no escape for ':'; refused here with the path, not by the engine.
+  for (const p of [socketDir, ...req.mounts.flatMap((m) => [m.source, m.target])]) {
+    if (p.includes(':')) throw new MountError(`${p} contains ':', which ${engine} --volume cannot express; run from (or --mount) a path without one`);
+  }
   args.push('--volume', `${socketDir}:${socketDir}:ro`);
   for (const m of req.mounts) args.push('--volume', `${m.source}:${m.target}${m.readOnly ? ':ro' : ''}`);
   for (const mask of masksFor(req.mounts, req.protectedPaths)) {
@@ -50,6 +54,8 @@ export function enginePlan(engine: Engine, req: LaunchRequest): LaunchPlan {
   args.push('--workdir', sandboxPath(req.cwd, req.mounts) ?? req.mounts[0]?.target ?? '/');
   const vars = sandboxVariables(req, req.tcp && HOST_NAME[engine]);
   for (const [name, value] of Object.entries(vars)) args.push('--env', `${name}=${value}`);
+  // By name only: the engine takes the value from its own environment, so it stays out of argv.
+  for (const name of req.passEnv) if (req.env[name] !== undefined) args.push('--env', name);
 
   let dir: string | undefined;
   if (req.tcp) {

@@ -28,6 +28,8 @@ export interface LaunchRequest {
   gid: number;
   /** stdin is a terminal: the child shares it (and its job control). */
   tty: boolean;
+  /** Host variables passed in by name (`--env NAME`), besides the basics. */
+  passEnv: readonly string[];
 }
 
 export interface LaunchPlan {
@@ -54,17 +56,25 @@ export function sandboxVariables(req: LaunchRequest, tcpHost?: string): Record<s
   return vars;
 }
 
+/** What a sandbox gets of the host environment without asking: the terminal, locale and login basics. */
+const SANDBOX_BASE_VARS = new Set(['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'TERM', 'COLORTERM', 'LANG', 'LANGUAGE', 'TZ', 'NO_COLOR']);
+
+/** True for the variables run sets itself (or that name another proxy); never passed on from the host. */
+export function isCredproxyVariable(name: string): boolean {
+  return name.startsWith('CREDPROXY_') || name === 'LLXPRT_CREDENTIAL_SOCKET' || name === 'LLXPRT_CAPABILITY_FD';
+}
+
 /**
- * The host environment minus what a sandboxed program must not inherit: credproxy's own settings
- * (a passphrase, a data directory, another socket or descriptor) and, when `isolated`, the ways
- * back to the host session (its bus, with the keyring on it, its runtime directory, its agents).
+ * What a program inherits of the host environment. Never credproxy's own settings (a passphrase, a
+ * data directory, another socket or descriptor). Into an `isolated` sandbox only the basics and the
+ * variables named with `--env`: the host's environment holds other secrets (API keys, cloud
+ * credentials, agent sockets, the session bus) that the grant is meant to replace, not add to.
  */
-export function inheritedEnv(env: NodeJS.ProcessEnv, isolated: boolean): NodeJS.ProcessEnv {
-  const hostSession = new Set(['DBUS_SESSION_BUS_ADDRESS', 'XDG_RUNTIME_DIR', 'SSH_AUTH_SOCK', 'GPG_AGENT_INFO', 'GNOME_KEYRING_CONTROL']);
+export function inheritedEnv(env: NodeJS.ProcessEnv, isolated: boolean, pass: readonly string[] = []): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(env)) {
-    if (value === undefined || name.startsWith('CREDPROXY_') || name === 'LLXPRT_CREDENTIAL_SOCKET' || name === 'LLXPRT_CAPABILITY_FD') continue;
-    if (isolated && hostSession.has(name)) continue;
+    if (value === undefined || isCredproxyVariable(name)) continue;
+    if (isolated && !SANDBOX_BASE_VARS.has(name) && !name.startsWith('LC_') && !pass.includes(name)) continue;
     out[name] = value;
   }
   return out;

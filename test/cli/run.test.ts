@@ -358,6 +358,14 @@ describe.skipIf(!needBwrap)('credproxy run --sandbox bwrap', () => {
     expect(result.stdout).toContain(`password=${GITHUB.access}\n`);
   });
 
+  it('inside: only the basic host variables and those named with --env; never credproxy\'s', async () => {
+    const result = await run([...bwrap(), '--env', 'PASS_ME'], ['sh', '-c', 'echo "[$HOST_SECRET_VAR|$PASS_ME|$CREDPROXY_PASSPHRASE|$CREDPROXY_HOME|$HOME]"'], {
+      env: { HOST_SECRET_VAR: 'should-not-pass', PASS_ME: 'passed' },
+    }).exit;
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toBe(`[|passed|||${box.env.HOME}]\n`);
+  });
+
   it('an llxprt-code-style child: socket from LLXPRT_CREDENTIAL_SOCKET, with --tcp the token from fd 3 as 64 hex + newline', async () => {
     const requests = JSON.stringify([{ op: 'get_token', payload: { provider: 'github' } }]);
     for (const extra of [[], ['--tcp']]) {

@@ -120,6 +120,15 @@ describe.each(['docker', 'podman'] as const)('%s', (engine) => {
     expect(Object.keys(made.env).filter((k) => k.startsWith('CREDPROXY_') || k.startsWith('LLXPRT_'))).toEqual([]);
   });
 
+  it('passes --env variables by name only, so their values stay out of argv; unset ones not at all', () => {
+    const made = plan(engine, { passEnv: ['NPM_TOKEN', 'NOT_SET'], env: { ...request(t).env, NPM_TOKEN: 'npm_secret_value' } });
+    const envs = parseEngineArgv(made.args).values('--env');
+    expect(envs).toContain('NPM_TOKEN');
+    expect(envs).not.toContain('NOT_SET');
+    expect(JSON.stringify(made.args)).not.toContain('npm_secret_value');
+    expect(made.env.NPM_TOKEN).toBe('npm_secret_value');
+  });
+
   it('needs an image', () => {
     expect(() => enginePlan(engine, request(t, { image: undefined }))).toThrow(`--sandbox ${engine} needs --image IMAGE`);
   });

@@ -105,6 +105,7 @@ export function request(t: HostTree, over: Partial<LaunchRequest> = {}): LaunchR
     uid: 1000,
     gid: 1000,
     tty: false,
+    passEnv: [],
     ...over,
   };
 }

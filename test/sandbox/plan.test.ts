@@ -60,9 +60,16 @@ describe('inheritedEnv', () => {
     expect(out.PATH).toBe(env.PATH);
   });
 
-  it('isolated: also the ways back to the host session', () => {
-    const out = inheritedEnv(hostEnv(t), true);
-    expect(Object.keys(out).sort()).toEqual(['DOCKER_HOST', 'HOME', 'LANG', 'PATH', 'TERM']);
+  it('isolated: only the basics — not the host session, not other secrets of the environment', () => {
+    const out = inheritedEnv({ ...hostEnv(t), OPENAI_API_KEY: 'sk-host', AWS_SECRET_ACCESS_KEY: 'aws', LC_ALL: 'C.UTF-8' }, true);
+    expect(Object.keys(out).sort()).toEqual(['HOME', 'LANG', 'LC_ALL', 'PATH', 'TERM']);
+  });
+
+  it('isolated: variables named with --env are passed too, credproxy\'s own never', () => {
+    const out = inheritedEnv({ ...hostEnv(t), NPM_CONFIG_REGISTRY: 'https://registry.example' }, true, ['NPM_CONFIG_REGISTRY', 'CREDPROXY_PASSPHRASE']);
+    expect(out.NPM_CONFIG_REGISTRY).toBe('https://registry.example');
+    expect(out).not.toHaveProperty('CREDPROXY_PASSPHRASE');
+    expect(out).not.toHaveProperty('DOCKER_HOST');
   });
 
   it('does not change the environment it is given', () => {

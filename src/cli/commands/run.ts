@@ -11,7 +11,7 @@ import { credentialPaths } from '../../sandbox/credentialPaths.js';
 import { GrantSpecError, grantRequest, type GrantRequest } from '../../sandbox/grantSpec.js';
 import { launchPlan } from '../../sandbox/launchPlan.js';
 import { MountError, parseMount, workspaceMounts } from '../../sandbox/mounts.js';
-import { SANDBOX_KINDS, type LaunchRequest, type SandboxKind } from '../../sandbox/plan.js';
+import { isCredproxyVariable, SANDBOX_KINDS, type LaunchRequest, type SandboxKind } from '../../sandbox/plan.js';
 import { runChild } from '../../sandbox/runChild.js';
 import { controlClient, daemonControlPath } from '../util/control.js';
 import { commandFollowsDoubleDash } from '../util/doubleDash.js';
@@ -26,6 +26,7 @@ interface RunOptions {
   image?: string;
   network: boolean;
   mount: string[];
+  env: string[];
   tcp?: boolean;
   daemon?: string;
   verbose?: boolean;
@@ -44,6 +45,10 @@ function checkOptions(opts: RunOptions): void {
     throw new CliError('--image applies to --sandbox docker and podman');
   } else if ((opts.sandbox === 'docker' || opts.sandbox === 'podman') && opts.image === undefined) {
     throw new CliError(`--sandbox ${opts.sandbox} needs --image IMAGE`);
+  }
+  for (const name of opts.env) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new CliError(`--env ${JSON.stringify(name)}: expected a variable name (its value comes from this environment, never from the command line)`);
+    if (isCredproxyVariable(name)) throw new CliError(`--env ${name}: run sets the credproxy variables itself`);
   }
   if (opts.tcp && !opts.network) throw new CliError('--tcp reaches the daemon over the network; it cannot be used with --no-network');
 }
@@ -155,8 +160,14 @@ async function run(command: string, args: string[], opts: RunOptions, cmd: Comma
       uid: process.getuid?.() ?? 0,
       gid: process.getgid?.() ?? 0,
       tty: process.stdin.isTTY === true,
+      passEnv: opts.env,
     };
-    const plan = launchPlan(opts.sandbox, request);
+    let plan: ReturnType<typeof launchPlan>;
+    try {
+      plan = launchPlan(opts.sandbox, request);
+    } catch (err) {
+      throw err instanceof MountError ? new CliError(err.message) : err;
+    }
     say(`starting: ${plan.command} ${plan.args.join(' ')}`);
     try {
       return await runChild({ ...plan, warn });
@@ -190,6 +201,7 @@ export function runCommand(): Command {
     .option('--image <image>', 'container image (--sandbox docker|podman)')
     .option('--no-network', 'no network in the sandbox (bwrap: a new network namespace; docker/podman: --network none)')
     .option('--mount <spec>', 'SRC[:DST][:ro] visible in the sandbox instead of the working directory; repeatable', collect, [])
+    .option('--env <name>', 'pass the host variable NAME into the sandbox (bwrap, docker, podman pass only PATH, HOME, USER, SHELL, TERM, locale and TZ otherwise); repeatable', collect, [])
     .option('--tcp', 'also hand COMMAND a capability on fd 3 for the daemon\'s loopback TCP listener (VM boundaries: Docker Desktop, podman machine)')
     .option('--daemon <control-socket>', 'the control socket of the daemon to use (default: the running daemon\'s, from current.json)')
     .option('--verbose', 'say what run does on stderr (otherwise it prints nothing of its own)')
