@@ -19,6 +19,8 @@ export interface HandlerServices {
   keys: KeyStore;
   usage: BucketUsage;
   refresher: Refresher | null;
+  /** How long get_token of a still-valid token waits for its refresh before serving it as stored (~2 s). */
+  refreshWaitMs?: number;
   /** The provider's public token fields (PROTOCOL.md §5), from its preset or config. */
   publicFields(provider: string): readonly string[];
   /** The daemon's control plane (§11); only the control socket's grant may reach it. */

@@ -5,10 +5,28 @@
  * the refresh coordinator all go through it; nothing else takes the store's token lock.
  */
 import type { StoredToken, TokenStore } from '../store/types.js';
-import { acceptIncoming, mergeToken, REFRESH_ATTEMPT_FIELD, secondsToExpiry } from './token.js';
+import { acceptIncoming, mergeToken, OBTAINED_AT_FIELD, REFRESH_ATTEMPT_FIELD, REFRESH_RESULT_FIELD, secondsToExpiry } from './token.js';
 
-/** get_token refreshes a token this close to expiry first (PROTOCOL.md §6). */
+/** get_token refreshes a token this close to expiry first (PROTOCOL.md §6): at most this, L/4 for shorter lifetimes L. */
 export const DEFAULT_REFRESH_MARGIN_S = 60;
+
+/**
+ * How the timings of §6.4 scale with a token's lifetime L. Each is capped for long-lived tokens and
+ * a fraction of L for short ones, so a 4 s test token and a 5 min Keycloak token renew neither
+ * continuously nor never. A token of unknown lifetime (stored before lifetimes were kept) gets the caps.
+ */
+export interface TokenTiming {
+  /** Refresh margin cap (60 s); the margin is min(cap, L/4). */
+  maxMarginMs: number;
+  /** Cooldown cap (30 s); the cooldown is min(cap, L/4). */
+  maxCooldownMs: number;
+  /** Renewal lead floor (300 s); the lead is min(max(floor, L/10), L/2). */
+  minLeadMs: number;
+  /** Renewal jitter cap (30 s); the jitter is uniform in [0, min(cap, L/10)]. */
+  maxJitterMs: number;
+}
+
+export const DEFAULT_TIMING: TokenTiming = { maxMarginMs: DEFAULT_REFRESH_MARGIN_S * 1000, maxCooldownMs: 30_000, minLeadMs: 300_000, maxJitterMs: 30_000 };
 
 /** Processes sharing a store share the host clock; a stamp further ahead than this was not written by a refresh. */
 const FUTURE_STAMP_TOLERANCE_MS = 1_000;
@@ -16,7 +34,9 @@ const FUTURE_STAMP_TOLERANCE_MS = 1_000;
 export interface TokenServiceOptions {
   /** The clock every freshness decision uses (ms). */
   now?: () => number;
+  /** Shorthand for timing.maxMarginMs, in seconds. */
   refreshMarginS?: number;
+  timing?: Partial<TokenTiming>;
 }
 
 /** Reads and writes of one (provider, bucket) while its refresh lock is held. */
@@ -27,14 +47,24 @@ export interface LockedToken {
 
 export class TokenService {
   readonly now: () => number;
-  readonly refreshMarginS: number;
+  readonly timing: TokenTiming;
+  private readonly changeListeners = new Set<(provider: string, bucket: string) => void>();
 
   constructor(
     private readonly store: TokenStore,
     options: TokenServiceOptions = {},
   ) {
     this.now = options.now ?? Date.now;
-    this.refreshMarginS = options.refreshMarginS ?? DEFAULT_REFRESH_MARGIN_S;
+    this.timing = {
+      ...DEFAULT_TIMING,
+      ...(options.refreshMarginS !== undefined && { maxMarginMs: options.refreshMarginS * 1000 }),
+      ...options.timing,
+    };
+  }
+
+  /** The change stamp of the store: it moves whenever any process writes it. */
+  changeStamp(): string | null {
+    return this.store.changeStamp();
   }
 
   /** The stored token (with its secrets: host use only), or null. */
@@ -60,18 +90,93 @@ export class TokenService {
     return this.secondsLeft(token) > 0;
   }
 
+  /** Milliseconds the token has left at this moment (negative when expired). */
+  msLeft(token: Pick<StoredToken, 'expiry'>): number {
+    return token.expiry * 1000 - this.now();
+  }
+
+  /** The lifetime L the host gave the token (expiry minus when it was obtained), or undefined when unknown. */
+  lifetimeMs(token: StoredToken): number | undefined {
+    const obtained = token[OBTAINED_AT_FIELD];
+    if (typeof obtained !== 'number' || !Number.isFinite(obtained)) return undefined;
+    const lifetime = token.expiry * 1000 - obtained;
+    return lifetime > 0 ? lifetime : undefined;
+  }
+
+  /** min(cap, L × fraction), or the cap when L is unknown. */
+  private scaled(token: StoredToken, cap: number, fraction: number): number {
+    const lifetime = this.lifetimeMs(token);
+    return lifetime === undefined ? cap : Math.min(cap, lifetime * fraction);
+  }
+
+  /** get_token refreshes first within this many ms of expiry: min(60 s, L/4). */
+  refreshMarginMs(token: StoredToken): number {
+    return this.scaled(token, this.timing.maxMarginMs, 1 / 4);
+  }
+
+  /** At most one upstream refresh per this many ms: min(30 s, L/4). */
+  cooldownMs(token: StoredToken): number {
+    return this.scaled(token, this.timing.maxCooldownMs, 1 / 4);
+  }
+
+  /** How long before expiry the host renews on its own: min(max(300 s, L/10), L/2). */
+  renewalLeadMs(token: StoredToken): number {
+    const lifetime = this.lifetimeMs(token);
+    if (lifetime === undefined) return this.timing.minLeadMs;
+    return Math.min(Math.max(this.timing.minLeadMs, lifetime / 10), lifetime / 2);
+  }
+
+  /** The most a renewal is moved earlier at random, so daemons sharing a store do not fire together: min(30 s, L/10). */
+  renewalJitterMs(token: StoredToken): number {
+    return this.scaled(token, this.timing.maxJitterMs, 1 / 10);
+  }
+
   /** Within the refresh margin and refreshable: get_token should refresh it before serving. */
   needsRefresh(token: StoredToken): boolean {
-    return Boolean(token.refresh_token) && this.secondsLeft(token) <= this.refreshMarginS;
+    return Boolean(token.refresh_token) && this.msLeft(token) <= this.refreshMarginMs(token);
+  }
+
+  /** Within the renewal lead (and its jitter) and refreshable: a proactive renewal is due. */
+  renewalDue(token: StoredToken): boolean {
+    return Boolean(token.refresh_token) && this.msLeft(token) <= this.renewalLeadMs(token) + this.renewalJitterMs(token);
+  }
+
+  /** `token` marked as obtained by the host now (a login, a refresh, an import): its lifetime starts here. */
+  obtainedNow(token: StoredToken): StoredToken {
+    return { ...token, [OBTAINED_AT_FIELD]: this.now() };
+  }
+
+  /** How the last upstream refresh ended ('ok' or an error code), or undefined when none is recorded. */
+  lastRefreshResult(token: StoredToken): string | undefined {
+    const result = token[REFRESH_RESULT_FIELD];
+    return typeof result === 'string' ? result : undefined;
+  }
+
+  /** `token` with the outcome of a refresh attempt recorded. */
+  withRefreshResult(token: StoredToken, result: string): StoredToken {
+    return { ...token, [REFRESH_RESULT_FIELD]: result };
   }
 
   /** Runs `fn` under the (provider, bucket) refresh lock, shared by every process using the store. */
   locked<T>(provider: string, bucket: string, fn: (token: LockedToken) => Promise<T>): Promise<T> {
     const handle: LockedToken = {
       read: () => this.store.getToken(provider, bucket),
-      save: (token) => this.store.saveToken(provider, bucket, token),
+      save: async (token) => {
+        await this.store.saveToken(provider, bucket, token);
+        this.changed(provider, bucket);
+      },
     };
     return this.store.withTokenLock(provider, bucket, () => fn(handle));
+  }
+
+  /** Calls `listener` after every save or removal made through this service (the renewal scheduler's cue). */
+  onChange(listener: (provider: string, bucket: string) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  private changed(provider: string, bucket: string): void {
+    for (const listener of this.changeListeners) listener(provider, bucket);
   }
 
   /**
@@ -93,20 +198,29 @@ export class TokenService {
     });
   }
 
-  /** A client's save_token: only allowlisted fields (PROTOCOL.md §5) are merged into the stored token. */
+  /**
+   * A client's save_token: only allowlisted fields (PROTOCOL.md §5) are merged into the stored token.
+   * A new access token starts a new lifetime, so the margins scale with what the client obtained.
+   */
   saveFromClient(provider: string, bucket: string, incoming: Readonly<Record<string, unknown>>, publicFields: readonly string[]): Promise<StoredToken | null> {
     const accepted = acceptIncoming(incoming, publicFields);
-    return this.update(provider, bucket, () => accepted);
+    return this.update(provider, bucket, (current) =>
+      typeof accepted.access_token === 'string' && accepted.access_token !== current?.access_token ? { ...accepted, [OBTAINED_AT_FIELD]: this.now() } : accepted,
+    );
   }
 
-  /** Stores a complete token as given, replacing the bucket (import, a finished login). */
+  /** Stores a complete token as given, replacing the bucket (import, a finished login); its lifetime starts now. */
   replace(provider: string, bucket: string, token: StoredToken): Promise<void> {
-    return this.locked(provider, bucket, (t) => t.save(token));
+    return this.locked(provider, bucket, (t) => t.save(this.obtainedNow(token)));
   }
 
   /** Removes the token under the lock, so a logout that races a refresh wins. Returns whether one existed. */
   remove(provider: string, bucket: string): Promise<boolean> {
-    return this.locked(provider, bucket, () => this.store.removeToken(provider, bucket));
+    return this.locked(provider, bucket, async () => {
+      const existed = await this.store.removeToken(provider, bucket);
+      this.changed(provider, bucket);
+      return existed;
+    });
   }
 
   /**

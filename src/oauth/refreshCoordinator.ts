@@ -1,7 +1,7 @@
 /**
  * Host-side refresh of (provider, bucket) per PROTOCOL.md §6.4: single-flight in this process and,
  * through the store's refresh lock, across every process sharing the store; a re-read under the lock
- * so a refresh another process already did is reused; a 30 s cooldown persisted in the stored token;
+ * so a refresh another process already did is reused; a cooldown (min(30 s, L/4)) persisted in the stored token;
  * retries of transient failures only; one merge (mergeToken) and one atomic save.
  *
  * The upstream call never follows the caller's signal: a refresh aborted after the provider rotated
@@ -30,11 +30,17 @@ export interface RefreshRegistry {
 export interface RefreshTuning {
   /** Network for the upstream calls (fetch, HTTP timeout); `now` always comes from the TokenService. */
   deps?: Partial<Omit<FlowDeps, 'now'>>;
-  /** At most one upstream refresh per provider:bucket per this long, across processes. */
+  /** Caps the cooldown (one upstream refresh per provider:bucket, across processes), which is otherwise min(30 s, L/4). */
   cooldownMs?: number;
   /** Waits before the retries of a transient failure; its length is the number of retries. */
   retryDelaysMs?: readonly number[];
   sleep?: (ms: number) => Promise<void>;
+}
+
+/** What a caller of refresh() asks for beyond the refresh itself. */
+export interface RefreshRequest {
+  /** A proactive renewal: refresh only if the token, re-read under the lock, is still due for one. */
+  renewal?: boolean;
 }
 
 export interface RefreshCoordinatorOptions extends RefreshTuning {
@@ -70,7 +76,7 @@ export class RefreshCoordinator {
   private readonly tokens: TokenService;
   private readonly registry: RefreshRegistry;
   private readonly deps: FlowDeps;
-  private readonly cooldownMs: number;
+  private readonly cooldownCapMs: number;
   private readonly retryDelaysMs: readonly number[];
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly inFlight = new Map<string, Promise<StoredToken>>();
@@ -79,7 +85,7 @@ export class RefreshCoordinator {
     this.tokens = options.tokens;
     this.registry = options.registry;
     this.deps = defaultFlowDeps({ ...options.deps, now: options.tokens.now });
-    this.cooldownMs = options.cooldownMs ?? 30_000;
+    this.cooldownCapMs = options.cooldownMs ?? Infinity;
     this.retryDelaysMs = options.retryDelaysMs ?? [1_000, 3_000];
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
   }
@@ -89,7 +95,7 @@ export class RefreshCoordinator {
    * share one refresh. Checks in §6.4's order: PROVIDER_NOT_FOUND, NOT_FOUND, REFRESH_NOT_AVAILABLE.
    * Throws ProxyError.
    */
-  refresh(provider: string, bucket: string, signal?: AbortSignal): Promise<StoredToken> {
+  refresh(provider: string, bucket: string, signal?: AbortSignal, options: RefreshRequest = {}): Promise<StoredToken> {
     const adapter = this.adapterOf(provider);
     if (!adapter) return Promise.reject(errors.noOAuthProvider(provider));
     // A caller that already gave up starts no upstream call.
@@ -97,10 +103,15 @@ export class RefreshCoordinator {
     const key = `${provider}\u0000${bucket}`;
     let flight = this.inFlight.get(key);
     if (!flight) {
-      flight = this.run(adapter, provider, bucket).finally(() => this.inFlight.delete(key));
+      flight = this.run(adapter, provider, bucket, options.renewal === true).finally(() => this.inFlight.delete(key));
       this.inFlight.set(key, flight);
     }
     return untilAborted(flight, signal);
+  }
+
+  /** True when `provider` has a refresh configuration (an adapter that can refresh). */
+  canRefresh(provider: string): boolean {
+    return this.adapterOf(provider) !== undefined;
   }
 
   /** Resolves once no refresh is running (so the store can be closed after it saved). */
@@ -113,12 +124,14 @@ export class RefreshCoordinator {
     return typeof adapter?.refresh === 'function' ? (adapter as RefreshableAdapter) : undefined;
   }
 
-  private async run(adapter: RefreshableAdapter, provider: string, bucket: string): Promise<StoredToken> {
+  private async run(adapter: RefreshableAdapter, provider: string, bucket: string, renewal: boolean): Promise<StoredToken> {
     const seen = usable(provider, bucket, await this.tokens.read(provider, bucket));
     return this.tokens.locked(provider, bucket, async (locked) => {
       const current = usable(provider, bucket, await locked.read());
       // Another process refreshed (or logged in) while this one waited for the lock.
       if (changedSince(seen, current) && !this.tokens.needsRefresh(current)) return current;
+      // Decided under the lock: of several daemons sharing the store, only the first renews.
+      if (renewal && !this.tokens.renewalDue(current)) return current;
 
       const waitMs = this.cooldownLeft(current);
       if (waitMs > 0) {
@@ -136,7 +149,7 @@ export class RefreshCoordinator {
   private cooldownLeft(token: StoredToken): number {
     const stamp = this.tokens.lastRefreshAttempt(token);
     if (stamp === undefined) return 0;
-    return Math.max(0, stamp + this.cooldownMs - this.tokens.now());
+    return Math.max(0, stamp + Math.min(this.cooldownCapMs, this.tokens.cooldownMs(token)) - this.tokens.now());
   }
 
   /** The upstream refresh with retries, then merge and save; runs under the refresh lock. */
@@ -151,8 +164,8 @@ export class RefreshCoordinator {
       let failure: UpstreamError;
       try {
         const fresh = await adapter.refresh(stored, this.deps);
-        // The provider's answer cannot clear the host's cooldown stamp.
-        const merged = this.tokens.withRefreshAttempt(mergeToken(stored, fresh), stored);
+        // The provider's answer cannot clear the host's cooldown stamp; its lifetime starts now.
+        const merged = this.tokens.withRefreshResult(this.tokens.obtainedNow(this.tokens.withRefreshAttempt(mergeToken(stored, fresh), stored)), 'ok');
         await save(merged);
         return merged;
       } catch (err) {
@@ -160,9 +173,10 @@ export class RefreshCoordinator {
         failure = err;
       }
       const kind = classify(failure);
-      if (kind === 'reauth') return this.afterRejection(provider, bucket, stored, failure);
+      if (kind === 'reauth') return this.afterRejection(provider, bucket, stored, failure, save);
       const delay = this.retryDelaysMs[attempt];
       if (kind === 'fatal' || delay === undefined) {
+        await save(this.tokens.withRefreshResult(stored, 'REFRESH_FAILED'));
         throw new ProxyError('REFRESH_FAILED', `Refresh of ${provider}/${bucket} failed: ${failure.message}`);
       }
       await this.sleep(delay);
@@ -170,9 +184,11 @@ export class RefreshCoordinator {
   }
 
   /** invalid_grant/401: a token written meanwhile (a login, another refresher) may still be good. */
-  private async afterRejection(provider: string, bucket: string, used: StoredToken, failure: UpstreamError): Promise<StoredToken> {
+  private async afterRejection(provider: string, bucket: string, used: StoredToken, failure: UpstreamError, save: (token: StoredToken) => Promise<void>): Promise<StoredToken> {
     const current = await this.tokens.read(provider, bucket);
     if (current && changedSince(used, current) && this.tokens.isValid(current)) return current;
+    // Kept with the token, so status shows NEEDS LOGIN and renewal stops, in every process.
+    if (current && !changedSince(used, current)) await save(this.tokens.withRefreshResult(current, 'REAUTH_REQUIRED'));
     const reason = failure.details.oauthError === 'invalid_grant' ? 'the provider rejected the refresh token' : 'the provider refused the refresh';
     throw new ProxyError('REAUTH_REQUIRED', `Refresh of ${provider}/${bucket} failed: ${reason}; log in again`);
   }

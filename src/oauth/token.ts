@@ -28,11 +28,17 @@ export const SECRET_TOKEN_FIELDS: ReadonlySet<string> = new Set(['refresh_token'
 /** Host bookkeeping: epoch ms of the last upstream refresh attempt (the TokenService reads and writes it). */
 export const REFRESH_ATTEMPT_FIELD = 'refresh_attempted_at';
 
+/** When the host obtained this token (epoch ms): a login, a refresh, an import. Its lifetime is expiry minus this. */
+export const OBTAINED_AT_FIELD = 'obtained_at';
+
+/** How the last upstream refresh ended: 'ok' or its error code (REAUTH_REQUIRED means a login is needed). */
+export const REFRESH_RESULT_FIELD = 'refresh_result';
+
 /**
  * Host bookkeeping kept in the stored token. A client must never set it — a forged refresh stamp
- * would skip the cooldown — nor read it.
+ * would skip the cooldown, a forged lifetime would stretch the margins — nor read it.
  */
-export const HOST_ONLY_TOKEN_FIELDS: ReadonlySet<string> = new Set([REFRESH_ATTEMPT_FIELD]);
+export const HOST_ONLY_TOKEN_FIELDS: ReadonlySet<string> = new Set([REFRESH_ATTEMPT_FIELD, OBTAINED_AT_FIELD, REFRESH_RESULT_FIELD]);
 
 /** Whether a provider may declare `field` public (config validation uses the same rule). */
 export function mayBePublic(field: string): boolean {

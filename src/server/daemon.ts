@@ -15,8 +15,10 @@ import { createLoginService, type LoginServiceOptions } from '../handlers/login.
 import { presetRegistry } from '../oauth/config.js';
 import type { ProviderRegistry } from '../oauth/providerTypes.js';
 import { RefreshCoordinator, type RefreshTuning } from '../oauth/refreshCoordinator.js';
+import { RenewalScheduler, type RenewalOptions } from '../oauth/RenewalScheduler.js';
 import type { SessionStore } from '../oauth/sessions.js';
-import { TokenService } from '../oauth/TokenService.js';
+import { TokenService, type TokenTiming } from '../oauth/TokenService.js';
+import type { StoredToken } from '../store/types.js';
 import { CachedTokenStore } from '../store/CachedTokenStore.js';
 import { openAuditLog, type AuditLog } from './audit.js';
 import { Connection } from './connection.js';
@@ -47,6 +49,12 @@ export interface StartOptions extends DaemonOptions {
   login?: Omit<LoginServiceOptions, 'registry' | 'now'>;
   /** Write `{dir}/current.json` so host commands find this daemon (default true). */
   discovery?: boolean;
+  /** The lifetime-scaled timings of §6.4 (caps of the margin, cooldown, renewal lead and jitter). */
+  timing?: Partial<TokenTiming>;
+  /** How long get_token of a still-valid token waits for its refresh before serving it as stored (2 s). */
+  refreshWaitMs?: number;
+  /** Proactive renewal of stored tokens (on by default with `providers`); false turns it off. */
+  renewal?: RenewalOptions | false;
 }
 
 export interface Daemon {
@@ -97,9 +105,10 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
   const audit: AuditLog = openAuditLog(options.audit, now, (err) => log(`audit log ${options.audit} failed (${err.code ?? 'error'}); audit records are no longer written`));
 
   // One clock for freshness, refresh cooldowns, login sessions and grant deadlines.
-  const tokens = new TokenService(new CachedTokenStore(options.tokens), { now });
+  const tokens = new TokenService(new CachedTokenStore(options.tokens), { now, ...(options.timing && { timing: options.timing }) });
   const providers = options.providers ?? null;
   const refresher = providers ? new RefreshCoordinator({ ...options.refresh, tokens, registry: providers }) : null;
+  const renewal = refresher && options.renewal !== false ? new RenewalScheduler(tokens, refresher, { log, ...options.renewal }) : null;
   const login = providers ? createLoginService({ ...options.login, registry: providers, now }) : null;
   const fieldSource = providers ?? presetRegistry();
   const grants = GrantRegistry.fromPolicy(policy, now);
@@ -129,7 +138,7 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
         ...(tcpAddress ? [{ kind: 'tcp', ...tcpAddress }] : []),
       ],
       connections: { total: connections.size, limit: limits.maxConnections },
-      tokens: await tokenSummary(tokens),
+      tokens: await tokenSummary(tokens, renewal),
     }),
   });
   const services: HandlerServices = {
@@ -137,6 +146,7 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
     keys: options.keys,
     usage: new BucketUsage(),
     refresher,
+    ...(options.refreshWaitMs !== undefined && { refreshWaitMs: options.refreshWaitMs }),
     publicFields: (provider) => fieldSource.get(provider)?.publicFields ?? [],
     admin: control,
   };
@@ -190,6 +200,8 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
     await listenUnix({ name: 'control', kind: 'control' }, controlPath);
     if (tcp) tcpAddress = await listenTcp(tcp, options.tcp!, (s) => accept(s, { name: TCP_LISTENER, kind: 'tcp' }), servers);
     if (options.discovery !== false) writeDiscovery(dir, { pid: process.pid, socket: socketPath, control: controlPath, version: PACKAGE_VERSION });
+    // Plans what the store holds; a store that cannot be listed now is planned at its next change.
+    await renewal?.start().catch((err: unknown) => log(`renewal: cannot read the store (${err instanceof Error ? err.message : String(err)})`));
   } catch (err) {
     for (const server of [...servers]) server.close();
     fs.rmSync(socketPath, { force: true });
@@ -220,6 +232,7 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
       await Promise.race([idle, new Promise<void>((r) => (grace = setTimeout(r, limits.shutdownGraceMs)))]);
       clearTimeout(grace);
       for (const conn of connections.keys()) conn.destroy();
+      await renewal?.stop();
       await control.closeAll();
       await login?.shutdown();
       // Work whose reply went out early (cancel, timeout) may still be writing the store: give it the grace too.
@@ -270,14 +283,34 @@ async function listenTcp(tcp: { host: string; port: number }, spec: string, onSo
   return { host: addr.address, port: addr.port };
 }
 
-/** daemon_status's tokens: where they are and when they expire, never a value. */
-async function tokenSummary(tokens: TokenService): Promise<Array<{ provider: string; bucket: string; expiry: number; refresh_token: boolean }>> {
+/** daemon_status's tokens: where they are, when they expire, how the last refresh went and the next renewal — never a value. */
+async function tokenSummary(tokens: TokenService, renewal: RenewalScheduler | null): Promise<Array<Record<string, unknown>>> {
+  const plans = new Map((renewal?.status() ?? []).map((p) => [`${p.provider}\u0000${p.bucket}`, p]));
   const out = [];
   for (const provider of await tokens.listProviders()) {
     for (const bucket of await tokens.listBuckets(provider)) {
       const token = await tokens.read(provider, bucket);
-      if (token) out.push({ provider, bucket, expiry: token.expiry, refresh_token: Boolean(token.refresh_token) });
+      if (!token) continue;
+      const plan = plans.get(`${provider}\u0000${bucket}`);
+      const attempted = tokens.lastRefreshAttempt(token);
+      const result = tokens.lastRefreshResult(token);
+      out.push({
+        provider,
+        bucket,
+        expiry: token.expiry,
+        refresh_token: Boolean(token.refresh_token),
+        ...(attempted !== undefined && { last_refresh: { at: attempted, ...(result !== undefined && { result }) } }),
+        ...(plan?.next_renewal !== undefined && { next_renewal: Math.round(plan.next_renewal) }),
+        ...(plan && { renewal: plan.state, ...(plan.failures > 0 && { renewal_failures: plan.failures }) }),
+        needs_login: needsLogin(tokens, token, plan?.state),
+      });
     }
   }
   return out;
+}
+
+/** A token nobody can bring back without the user: expired without a refresh token, or its refresh token rejected. */
+function needsLogin(tokens: TokenService, token: StoredToken, renewalState: string | undefined): boolean {
+  if (renewalState === 'needs_login' || tokens.lastRefreshResult(token) === 'REAUTH_REQUIRED') return true;
+  return !token.refresh_token && !tokens.isValid(token);
 }

@@ -183,6 +183,7 @@ class RequestContext implements HandlerContext {
   readonly keys: HandlerServices['keys'];
   readonly usage: HandlerServices['usage'];
   readonly refresher: HandlerServices['refresher'];
+  readonly refreshWaitMs: HandlerServices['refreshWaitMs'];
   readonly publicFields: HandlerServices['publicFields'];
   readonly admin: HandlerServices['admin'];
   readonly conn: number;
@@ -198,6 +199,7 @@ class RequestContext implements HandlerContext {
     this.keys = services.keys;
     this.usage = services.usage;
     this.refresher = services.refresher;
+    this.refreshWaitMs = services.refreshWaitMs;
     this.publicFields = services.publicFields;
     this.admin = services.admin;
     this.conn = caller.conn;

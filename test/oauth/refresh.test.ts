@@ -10,7 +10,7 @@ import { defaultFlowDeps } from '../../src/oauth/flowDeps.js';
 import { loadProviderRegistry } from '../../src/oauth/config.js';
 import type { ProviderRegistry } from '../../src/oauth/providerTypes.js';
 import { RefreshCoordinator } from '../../src/oauth/refreshCoordinator.js';
-import { REFRESH_ATTEMPT_FIELD } from '../../src/oauth/token.js';
+import { OBTAINED_AT_FIELD, REFRESH_ATTEMPT_FIELD } from '../../src/oauth/token.js';
 import { TokenService } from '../../src/oauth/TokenService.js';
 import { startDaemon, type Daemon } from '../../src/server/daemon.js';
 import { MemoryStore } from '../../src/store/memory.js';
@@ -48,7 +48,7 @@ beforeAll(async () => {
       sleeps.push(ms);
     },
   };
-  daemon = await startDaemon({ tokens: store, keys: store, socketPath: path.join(dir, 'r.sock'), audit: auditFile, providers: registry, refresh, now: clock });
+  daemon = await startDaemon({ tokens: store, keys: store, socketPath: path.join(dir, 'r.sock'), audit: auditFile, providers: registry, refresh, now: clock, renewal: false });
 });
 
 afterAll(async () => {
@@ -170,9 +170,11 @@ describe('cooldown (30 s per provider:bucket)', () => {
     expect(second.log).toEqual([]);
     expect((second.result.data as { access_token: string }).access_token).toBe(token.access_token);
 
-    // Expired inside the cooldown: the stamp is kept, only the expiry moves into the past.
+    // Expired inside the cooldown: the stamp is kept, the expiry moves into the past (an hour-long
+    // token, so the cooldown stays the 30 s cap: it scales with the lifetime).
     const stored = (await store.getToken(P, 'cool'))!;
-    await store.saveToken(P, 'cool', { ...stored, expiry: Math.floor(clock() / 1000) - 5 });
+    const expiry = Math.floor(clock() / 1000) - 5;
+    await store.saveToken(P, 'cool', { ...stored, expiry, [OBTAINED_AT_FIELD]: (expiry - 3600) * 1000 });
     const limited = await tokenRequestsDuring(() => c.request('refresh_token', { provider: P, bucket: 'cool' }));
     expect(limited.log).toEqual([]);
     expect(limited.result).toMatchObject({ ok: false, code: 'RATE_LIMITED' });

@@ -203,7 +203,7 @@ describe('sandbox sockets (grant_open)', () => {
     const status = (await c.request('daemon_status')).data as Record<string, unknown>;
     expect(status).toMatchObject({ pid: process.pid, store: 'memory', uptime_s: expect.any(Number), sessions: [] });
     expect(status.listeners).toEqual(expect.arrayContaining([{ kind: 'main', path: d.socketPath }, { kind: 'control', path: d.daemon.controlPath }, expect.objectContaining({ kind: 'sandbox', grant_id })]));
-    expect(status.tokens).toContainEqual({ provider: 'anthropic', bucket: 'default', expiry: expect.any(Number), refresh_token: true });
+    expect(status.tokens).toContainEqual({ provider: 'anthropic', bucket: 'default', expiry: expect.any(Number), refresh_token: true, needs_login: false });
     expect(JSON.stringify(status)).not.toContain('at-anthropic');
     c.close();
   });

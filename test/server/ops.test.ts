@@ -94,7 +94,8 @@ describe('tokens', () => {
     });
     expect(reply).toMatchObject({ ok: true, data: {} });
     const stored = (await d.store.getToken('anthropic', 'nulls'))!;
-    expect(stored).toEqual({ access_token: 'at-nulls', expiry: 2_000_000_000, token_type: 'Bearer' });
+    // obtained_at: the host's own note of when this access token arrived (its lifetime starts there).
+    expect(stored).toEqual({ access_token: 'at-nulls', expiry: 2_000_000_000, token_type: 'Bearer', obtained_at: expect.any(Number) });
     // Into an existing token, null leaves the stored scope as it was.
     await c.request('save_token', { provider: 'anthropic', bucket: 'work', token: { access_token: 'at-newer', expiry: 2_000_000_001, scope: null } });
     expect(await d.store.getToken('anthropic', 'work')).toMatchObject({ access_token: 'at-newer', scope: 'read write' });
@@ -103,7 +104,7 @@ describe('tokens', () => {
   it('save_token keeps a declared public field (codex account_id) and still refuses a wrong type', async () => {
     await c.request('save_token', { provider: 'codex', bucket: 'saved', token: { access_token: 'at-cx', expiry: 2_000_000_000, account_id: 'acct-9', tenant: 'no' } });
     const stored = (await d.store.getToken('codex', 'saved'))!;
-    expect(stored).toEqual({ access_token: 'at-cx', expiry: 2_000_000_000, token_type: 'Bearer', account_id: 'acct-9' });
+    expect(stored).toEqual({ access_token: 'at-cx', expiry: 2_000_000_000, token_type: 'Bearer', account_id: 'acct-9', obtained_at: expect.any(Number) });
     expect(await c.request('save_token', { provider: 'codex', token: { access_token: 'at', expiry: 1, scope: 5 } })).toMatchObject({ code: 'INVALID_REQUEST', error: 'Invalid field "token.scope": must be string' });
   });
 
