@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { masksFor, sandboxPath, type Mount } from './mounts.js';
 import { inheritedEnv, sandboxVariables, type LaunchPlan, type LaunchRequest } from './plan.js';
+import { ttyInjectionFilter } from './seccomp.js';
 
 /** Read-only from the host; a symlink (merged /usr) is recreated as the same symlink. */
 const SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc', '/opt'];
@@ -21,6 +22,9 @@ const GROUP_SIGNALS = 'INT,QUIT,TERM,HUP';
 
 /** The descriptor bwrap writes its `{"child-pid": N}` to; 3 is the capability's. */
 export const BWRAP_INFO_FD = 4;
+
+/** The descriptor bwrap reads its seccomp filter from. */
+export const BWRAP_SECCOMP_FD = 5;
 
 /** The bind and symlink arguments of the system directories, and the directories bound (for masking). */
 function systemBinds(): { args: string[]; bound: Mount[] } {
@@ -45,10 +49,16 @@ function systemBinds(): { args: string[]; bound: Mount[] } {
 export function bwrapPlan(req: LaunchRequest): LaunchPlan {
   const args = ['--ignore-signal=' + GROUP_SIGNALS, 'bwrap', '--die-with-parent', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try'];
   if (!req.network) args.push('--unshare-net');
-  // Without a terminal to share, a new session also stops TIOCSTI from typing into the host's.
-  if (!req.tty) args.push('--new-session');
+  // The program must not type into the host's terminal (TIOCSTI): a filter refuses the ioctls; where
+  // there is none for this architecture, or no terminal to share anyway, a new session takes the
+  // terminal away.
+  const filter = ttyInjectionFilter();
+  if (filter) args.push('--seccomp', String(BWRAP_SECCOMP_FD));
+  if (!req.tty || !filter) args.push('--new-session');
   const system = systemBinds();
-  args.push('--cap-drop', 'ALL', ...system.args, '--proc', '/proc', '--dev', '/dev');
+  // /proc/sys read-only: a sandbox run as root (no user namespace) could otherwise set sysctls
+  // such as kernel.core_pattern, a way to run code on the host.
+  args.push('--cap-drop', 'ALL', ...system.args, '--proc', '/proc', '--ro-bind', '/proc/sys', '/proc/sys', '--ro-bind-try', '/proc/sysrq-trigger', '/proc/sysrq-trigger', '--dev', '/dev');
   const home = req.env.HOME && path.isAbsolute(req.env.HOME) ? req.env.HOME : undefined;
   const privateDirs = ['/tmp', '/var/tmp', '/home', '/run'];
   if (home !== undefined && !privateDirs.some((d) => home === d || home.startsWith(`${d}/`)) && home !== '/') privateDirs.push(home);
@@ -72,6 +82,7 @@ export function bwrapPlan(req: LaunchRequest): LaunchPlan {
     args,
     env: { ...inheritedEnv(req.env, true, req.passEnv), ...sandboxVariables(req) },
     ...(req.tcp && { fd3: `${req.tcp.capability}\n` }),
+    ...(filter && { inputs: [{ fd: BWRAP_SECCOMP_FD, data: filter }] }),
     infoFd: BWRAP_INFO_FD,
     cleanup: () => {},
   };

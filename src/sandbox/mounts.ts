@@ -40,10 +40,14 @@ const inside = (child: string, parent: string): boolean => child === parent || c
 
 /**
  * The host paths a sandbox gets writable (or as asked): the `--mount`s, else the working directory.
- * Refused: the root directory (the whole host, writable) and anything inside a protected path (the
- * store, the data directory, the daemon's sockets).
+ * Refused: the root directory (the whole host, writable); anything inside a protected path (the
+ * store, the data directory, the daemon's sockets); a WRITABLE mount that holds a protected path —
+ * a mask over it could be moved aside from inside (`mv ~/.local ~/x`), and one that does not exist
+ * yet could be planted (a config with the sandbox's own token endpoint); and a writable mount of
+ * `home` or above it, where the sandbox could edit ~/.bashrc and run code on the host. Read-only
+ * mounts keep masks over what they hold.
  */
-export function workspaceMounts(cwd: string, mounts: readonly Mount[], protectedPaths: readonly string[]): Mount[] {
+export function workspaceMounts(cwd: string, mounts: readonly Mount[], protectedPaths: readonly string[], home?: string): Mount[] {
   const chosen = mounts.length > 0 ? [...mounts] : [{ source: fs.realpathSync(cwd), target: fs.realpathSync(cwd), readOnly: false }];
   for (const m of chosen) {
     if (m.source === '/') {
@@ -52,6 +56,11 @@ export function workspaceMounts(cwd: string, mounts: readonly Mount[], protected
     if (m.target === '/') throw new MountError(`--mount ${m.source}:/ would replace the sandbox's root`);
     const exposed = protectedPaths.find((p) => inside(m.source, p));
     if (exposed !== undefined) throw new MountError(`${m.source} is inside ${exposed}, which holds credentials; it cannot be mounted into a sandbox`);
+    if (m.readOnly) continue;
+    const held = protectedPaths.find((p) => inside(p, m.source));
+    const how = mounts.length > 0 ? `--mount ${m.source}` : `the working directory ${m.source}`;
+    if (held !== undefined) throw new MountError(`${how} holds ${held}, which holds credentials; mount a project directory below it, or add :ro`);
+    if (home !== undefined && inside(home, m.source)) throw new MountError(`${how} would make your home directory writable in the sandbox (its shell start-up files run on the host); run from a project directory or add :ro`);
   }
   return chosen;
 }

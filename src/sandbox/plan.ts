@@ -38,6 +38,8 @@ export interface LaunchPlan {
   env: NodeJS.ProcessEnv;
   /** Written to the child's descriptor 3, then closed: the capability, for launchers that pass descriptors. */
   fd3?: string;
+  /** More descriptors to hand over (written, then closed): bwrap's seccomp filter. */
+  inputs?: ReadonlyArray<{ fd: number; data: Buffer }>;
   /** bwrap reports its sandbox's pid on this descriptor (`--info-fd`), so signals reach the command itself. */
   infoFd?: number;
   /** Removes what the plan made on the host (the capability file of a container run). */

@@ -18,19 +18,34 @@ export interface ChildSpec {
   env: NodeJS.ProcessEnv;
   /** Written to descriptor 3, which is then closed on our side. */
   fd3?: string;
+  /** More descriptors to hand over the same way (bwrap's --seccomp filter). */
+  inputs?: ReadonlyArray<{ fd: number; data: string | Buffer }>;
   /** A descriptor on which the child (bwrap `--info-fd`) writes `{"child-pid": N}`. */
   infoFd?: number;
   /** Told about a failed start (the exit status is then 127 or 126). */
   warn(line: string): void;
 }
 
-/** The first child of `pid` (bwrap's pid 1 runs exactly one: the program), or undefined. */
-function firstChild(pid: number): number | undefined {
+/** The program bwrap's pid 1 (`init`) runs: its only child, checked to still be init's (not a reused pid). */
+function sandboxedProgram(init: number): number | undefined {
   try {
-    const n = Number.parseInt(fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8'), 10);
-    return Number.isInteger(n) && n > 0 ? n : undefined;
+    const n = Number.parseInt(fs.readFileSync(`/proc/${init}/task/${init}/children`, 'utf8'), 10);
+    if (!Number.isInteger(n) || n <= 0) return undefined;
+    const ppid = /^PPid:\s+(\d+)$/m.exec(fs.readFileSync(`/proc/${n}/status`, 'utf8'));
+    return ppid && Number(ppid[1]) === init ? n : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** True when `pid` ignores `signal` (its SigIgn mask in /proc); unknown counts as not ignoring. */
+function ignores(pid: number, signal: NodeJS.Signals): boolean {
+  try {
+    const m = /^SigIgn:\s+([0-9a-f]+)$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const n = os.constants.signals[signal];
+    return m !== null && ((BigInt(`0x${m[1]}`) >> BigInt(n - 1)) & 1n) === 1n;
+  } catch {
+    return false;
   }
 }
 
@@ -52,17 +67,18 @@ function readInfoPid(stream: Readable): Promise<number | undefined> {
 
 export function runChild(spec: ChildSpec): Promise<number> {
   return new Promise((resolve) => {
+    // Descriptors handed over: 3 (the capability) and bwrap's own (a seccomp filter); each is written
+    // once and closed on our side.
+    const inputs = new Map<number, string | Buffer>(spec.inputs?.map((i) => [i.fd, i.data]) ?? []);
+    if (spec.fd3 !== undefined) inputs.set(3, spec.fd3);
+    const last = Math.max(2, spec.infoFd ?? 0, ...inputs.keys());
     const stdio: StdioOptions = ['inherit', 'inherit', 'inherit'];
-    if (spec.fd3 !== undefined || spec.infoFd !== undefined) stdio.push(spec.fd3 !== undefined ? 'pipe' : 'ignore');
-    if (spec.infoFd !== undefined) {
-      while (stdio.length < spec.infoFd) stdio.push('ignore');
-      stdio.push('pipe');
-    }
+    for (let fd = 3; fd <= last; fd++) stdio.push(inputs.has(fd) || fd === spec.infoFd ? 'pipe' : 'ignore');
     const child = spawn(spec.command, [...spec.args], { stdio, env: spec.env });
-    if (spec.fd3 !== undefined) {
-      const fd3 = child.stdio[3] as Writable | null;
-      fd3?.on('error', () => {}); // a child that exits without reading it
-      fd3?.end(spec.fd3);
+    for (const [fd, data] of inputs) {
+      const stream = child.stdio[fd] as Writable | null;
+      stream?.on('error', () => {}); // a child that exits without reading it
+      stream?.end(data);
     }
     // Inside bwrap the program is the child of bwrap's own pid 1, which ignores forwarded signals.
     const initPid = spec.infoFd !== undefined ? readInfoPid(child.stdio[spec.infoFd] as Readable) : Promise.resolve(undefined);
@@ -75,11 +91,13 @@ export function runChild(spec: ChildSpec): Promise<number> {
         return;
       }
       const init = await initPid;
-      const program = init !== undefined ? firstChild(init) : undefined;
-      if (program !== undefined) {
+      const program = init !== undefined ? sandboxedProgram(init) : undefined;
+      // Until bwrap's `env --default-signal` has run, the program still ignores the group signals:
+      // a signal sent then would be lost, so it waits (briefly) for the program to take them. A
+      // program that ignores the signal on purpose gets it after that wait, as it would anyway.
+      if (program !== undefined && (!ignores(program, signal) || attempt >= 25)) {
         process.kill(program, signal);
       } else if (init !== undefined && attempt < 100) {
-        // bwrap reported its pid 1, which has not started the program yet.
         setTimeout(() => void deliver(signal, attempt + 1).catch(() => {}), 20);
       } else {
         child.kill('SIGKILL'); // no program to signal: end the sandbox (it dies with bwrap)

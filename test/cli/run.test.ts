@@ -114,8 +114,14 @@ function watch(stream: NodeJS.ReadableStream, exit: Promise<RunResult>): (re: Re
 }
 
 /** `credproxy run ARGS -- COMMAND...` from the workspace, as the host user would type it. */
-function run(args: string[], command: string[], { stdin = 'close' as 'close' | 'keep', env = {} as NodeJS.ProcessEnv } = {}): Run {
-  const child = spawn(process.execPath, [CLI, '--store', 'file', 'run', ...args, '--', ...command], { env: { ...box.env, ...env }, cwd: ws, stdio: ['pipe', 'pipe', 'pipe'] });
+function run(args: string[], command: string[], { stdin = 'close' as 'close' | 'keep', env = {} as NodeJS.ProcessEnv, cwd = '', extraFd = undefined as number | undefined } = {}): Run {
+  // extraFd: an inheritable descriptor on / at fd 40, as a shell's `exec 40</` would leave open.
+  const stdio: Array<'pipe' | 'ignore' | number> = ['pipe', 'pipe', 'pipe'];
+  if (extraFd !== undefined) {
+    while (stdio.length < 40) stdio.push('ignore');
+    stdio.push(extraFd);
+  }
+  const child = spawn(process.execPath, [CLI, '--store', 'file', 'run', ...args, '--', ...command], { env: { ...box.env, ...env }, cwd: cwd || ws, stdio });
   children.push(child);
   const exit = finished(child, 60_000);
   if (stdin === 'close') child.stdin!.end();
@@ -150,7 +156,9 @@ async function capabilityWorks(capability: string): Promise<boolean> {
 
 /** Waits until the daemon lists no grant labelled for `pid`'s run (its clean-up is asynchronous after a kill). */
 async function grantGone(pid: number): Promise<void> {
+  const deadline = Date.now() + 30_000; // a failure message rather than a hung test
   for (;;) {
+    if (Date.now() > deadline) throw new Error(`the grant of run ${pid} is still listed`);
     if (!(await grants()).some((g) => g.label?.startsWith(`run ${pid} `))) return;
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
@@ -160,7 +168,7 @@ function daemonDirEntries(): string[] {
   return fs.readdirSync(path.dirname(daemon.control)).sort();
 }
 
-describe('credproxy run (no sandbox)', () => {
+describe('credproxy run (no sandbox)', { timeout: 60_000 }, () => {
   it('the program gets its own socket with only the granted provider; the grant and socket end with it', async () => {
     const r = run(['--provider', 'github'], ['sh', '-c', `${credproxy('token', 'github').join(' ')} && ${credproxy('token', 'gemini').join(' ')}; echo "socket=$CREDPROXY_SOCKET llxprt=$LLXPRT_CREDENTIAL_SOCKET"; exit 7`]);
     const result = await r.exit;
@@ -261,7 +269,7 @@ describe('credproxy run (no sandbox)', () => {
   });
 });
 
-describe.skipIf(!needBwrap)('credproxy run --sandbox bwrap', () => {
+describe.skipIf(!needBwrap)('credproxy run --sandbox bwrap', { timeout: 90_000 }, () => {
   it('inside: the granted token and key; UNAUTHORIZED for the others, which no list shows; no admin op; no refresh token in any byte', async () => {
     const bytes = path.join(ws, `bytes-${randomBytes(4).toString('hex')}`);
     const requests = [
@@ -364,6 +372,37 @@ describe.skipIf(!needBwrap)('credproxy run --sandbox bwrap', () => {
     }).exit;
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toBe(`[|passed|||${box.env.HOME}]\n`);
+  });
+
+  it('a descriptor run inherited (an open directory: a way around every mount) does not reach the program', async () => {
+    const dirFd = fs.openSync('/', 'r');
+    try {
+      const r = run([...bwrap()], ['sh', '-c', 'ls /proc/self/fd; ls /proc/self/fd/40/ 2>&1 | head -1'], { extraFd: dirFd });
+      const result = await r.exit;
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout.split('\n')).not.toContain('40');
+      expect(result.stdout).toMatch(/No such file or directory/);
+    } finally {
+      fs.closeSync(dirFd);
+    }
+  });
+
+  it('the program cannot type into the terminal (TIOCSTI, TIOCLINUX, also with high bits set) nor write sysctls', async () => {
+    // perl is in every Debian system (perl-base); EPERM is the filter's answer (a pipe would say ENOTTY).
+    const script = path.join(ws, 'ioctl.pl');
+    fs.writeFileSync(script, 'for my $req (0x5412, 0x541C, 0x100005412) { my $buf = "x"; my $r = ioctl(STDIN, $req, $buf); print(($r ? "ok" : ($!{EPERM} ? "EPERM" : "other")), "\\n") }\n');
+    const result = await run([...bwrap()], ['sh', '-c', `perl ${script}; (cat /proc/sys/kernel/printk_ratelimit > /proc/sys/kernel/printk_ratelimit) 2>/dev/null && echo sysctl-written || echo sysctl-refused`]).exit;
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toBe('EPERM\nEPERM\nEPERM\nsysctl-refused\n');
+  });
+
+  it('refuses to make the home directory, or a directory holding credproxy\'s data, writable', async () => {
+    const fromHome = await run(['--sandbox', 'bwrap'], ['true'], { cwd: box.dir }).exit;
+    expect(fromHome.code).toBe(1);
+    expect(fromHome.stderr).toMatch(/credentials|would make your home directory writable/);
+    const dataParent = await run(['--sandbox', 'bwrap', '--mount', box.dir], ['true']).exit;
+    expect(dataParent.code).toBe(1);
+    expect(dataParent.stderr).toMatch(/credentials|would make your home directory writable/);
   });
 
   it('an llxprt-code-style child: socket from LLXPRT_CREDENTIAL_SOCKET, with --tcp the token from fd 3 as 64 hex + newline', async () => {

@@ -155,6 +155,8 @@ const BWRAP_ARITY: Record<string, number> = {
   '--cap-drop': 1,
   '--bind': 2,
   '--ro-bind': 2,
+  '--ro-bind-try': 2,
+  '--seccomp': 1,
   '--symlink': 2,
   '--tmpfs': 1,
   '--dir': 1,
@@ -165,7 +167,7 @@ const BWRAP_ARITY: Record<string, number> = {
 };
 
 /** The operations that build the sandbox's file system, in order. */
-export const BWRAP_MOUNT_OPS = new Set(['--bind', '--ro-bind', '--symlink', '--tmpfs', '--dir', '--proc', '--dev']);
+export const BWRAP_MOUNT_OPS = new Set(['--bind', '--ro-bind', '--ro-bind-try', '--symlink', '--tmpfs', '--dir', '--proc', '--dev']);
 
 /** Splits `bwrap OPTIONS -- COMMAND...` (args after the outer `env --ignore-signal=...`). */
 export function parseBwrapArgv(args: readonly string[]): { ops: BwrapOp[]; command: string[] } {

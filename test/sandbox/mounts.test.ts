@@ -79,7 +79,7 @@ describe('workspaceMounts', () => {
 
   it('returns the --mounts as given instead of the working directory', () => {
     const mounts = [parseMount(`${ws}:/work:ro`, '/'), parseMount(path.join(root), '/')];
-    expect(workspaceMounts(path.join(ws, 'sub'), mounts, [path.join(ws, '.data')])).toEqual(mounts);
+    expect(workspaceMounts(path.join(ws, 'sub'), mounts, ['/nonexistent-credproxy-test/.data'])).toEqual(mounts);
   });
 
   it('refuses the root directory as the working directory or a --mount', () => {
@@ -102,10 +102,26 @@ describe('workspaceMounts', () => {
     expect(mountError(() => workspaceMounts(path.join(data, 'inner'), [], [data])).message).toContain(`is inside ${data}`);
   });
 
-  it('accepts a mount that contains a protected path (masked instead) or merely shares its prefix', () => {
-    expect(workspaceMounts(ws, [], [path.join(ws, '.data')])).toHaveLength(1);
+  it('accepts a READ-ONLY mount that contains a protected path (masked instead), and a mount that merely shares its prefix', () => {
+    expect(workspaceMounts(ws, [parseMount(`${ws}:ro`, '/')], [path.join(ws, '.data')])).toHaveLength(1);
     fs.mkdirSync(`${ws}2`);
     expect(workspaceMounts(`${ws}2`, [], [ws])).toEqual([{ source: `${ws}2`, target: `${ws}2`, readOnly: false }]);
+  });
+
+  it('refuses a WRITABLE mount that holds a protected path, existing or not (a mask could be moved aside, a file planted)', () => {
+    expect(mountError(() => workspaceMounts(ws, [], [path.join(ws, '.data')])).message).toBe(
+      `the working directory ${ws} holds ${path.join(ws, '.data')}, which holds credentials; mount a project directory below it, or add :ro`,
+    );
+    expect(mountError(() => workspaceMounts(ws, [parseMount(ws, '/')], [path.join(ws, 'not-yet', 'config.json')])).message).toMatch(/^--mount .* holds .*not-yet/);
+  });
+
+  it('refuses a writable home directory or one above it, but not a project inside it', () => {
+    const home = path.join(ws, 'sub');
+    expect(mountError(() => workspaceMounts(home, [], [], home)).message).toMatch(/would make your home directory writable/);
+    expect(mountError(() => workspaceMounts(ws, [], [], home)).message).toMatch(/would make your home directory writable/);
+    expect(workspaceMounts(ws, [parseMount(`${ws}:ro`, '/')], [], home)).toHaveLength(1);
+    fs.mkdirSync(path.join(home, 'project'));
+    expect(workspaceMounts(path.join(home, 'project'), [], [], home)).toHaveLength(1);
   });
 });
 

@@ -4,10 +4,12 @@
  * only that grant's socket, and closes the grant when COMMAND ends. The grant lives on this
  * process's control connection, so a `run` killed outright takes its grant with it (§11).
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import type { ProxyClient } from '../../client/ProxyClient.js';
 import { credentialPaths } from '../../sandbox/credentialPaths.js';
+import { closeInheritedDescriptors, inheritableDescriptors } from '../../sandbox/descriptors.js';
 import { GrantSpecError, grantRequest, type GrantRequest } from '../../sandbox/grantSpec.js';
 import { launchPlan } from '../../sandbox/launchPlan.js';
 import { MountError, parseMount, workspaceMounts } from '../../sandbox/mounts.js';
@@ -80,6 +82,8 @@ async function useDaemon(opts: RunOptions, cmd: Command, say: (line: string) => 
   const registry = registryFromConfig(undefined);
   const opened = await stores.openHostStores(storeChoice(cmd));
   try {
+    // The audit log's directory (a memory store never made it).
+    fs.mkdirSync(opened.dataDir, { recursive: true, mode: 0o700 });
     const daemon = await startDaemon({
       tokens: opened.tokens,
       keys: opened.keys,
@@ -136,6 +140,10 @@ async function run(command: string, args: string[], opts: RunOptions, cmd: Comma
     }
   });
   const say = opts.verbose ? (line: string) => warn(line) : () => {};
+  // First, before anything of ours is opened (a keyring library's descriptors may lack close-on-exec):
+  // nothing inherited from run's own parent may reach the program, an open directory is a way out.
+  const closed = closeInheritedDescriptors();
+  if (closed.length > 0) say(`closed inherited descriptors ${closed.join(', ')}`);
 
   const daemon = await useDaemon(opts, cmd, say);
   const client = controlClient(daemon.control);
@@ -152,7 +160,7 @@ async function run(command: string, args: string[], opts: RunOptions, cmd: Comma
       socketPath: grantOpened.socket,
       ...(tcp && grantOpened.capability !== undefined && { tcp: { ...tcp, capability: grantOpened.capability } }),
       cwd,
-      mounts: opts.sandbox === 'none' ? [] : workspaceMountsOrUsage(cwd, mounts, protectedPaths),
+      mounts: opts.sandbox === 'none' ? [] : workspaceMountsOrUsage(cwd, mounts, protectedPaths, realHome()),
       protectedPaths,
       network: opts.network,
       ...(opts.image !== undefined && { image: opts.image }),
@@ -162,6 +170,9 @@ async function run(command: string, args: string[], opts: RunOptions, cmd: Comma
       tty: process.stdin.isTTY === true,
       passEnv: opts.env,
     };
+    // Opened since (by a store library of the daemon started here) and inheritable: fail closed.
+    const leaking = inheritableDescriptors();
+    if (leaking.length > 0) throw new CliError(`descriptors ${leaking.join(', ')} would be inherited by the sandbox; start the daemon separately (credproxy serve --detach) and run again`);
     let plan: ReturnType<typeof launchPlan>;
     try {
       plan = launchPlan(opts.sandbox, request);
@@ -179,6 +190,17 @@ async function run(command: string, args: string[], opts: RunOptions, cmd: Comma
     if (opened) await client.request('grant_close', { grant_id: opened.grant_id }).catch(() => {});
     await client.close();
     await daemon.stop?.();
+  }
+}
+
+/** $HOME through its symlinks (mounts are compared by real path), or undefined without one. */
+function realHome(): string | undefined {
+  const home = process.env.HOME;
+  if (!home || !path.isAbsolute(home)) return undefined;
+  try {
+    return fs.realpathSync(home);
+  } catch {
+    return home;
   }
 }
 
@@ -201,7 +223,7 @@ export function runCommand(): Command {
     .option('--image <image>', 'container image (--sandbox docker|podman)')
     .option('--no-network', 'no network in the sandbox (bwrap: a new network namespace; docker/podman: --network none)')
     .option('--mount <spec>', 'SRC[:DST][:ro] visible in the sandbox instead of the working directory; repeatable', collect, [])
-    .option('--env <name>', 'pass the host variable NAME into the sandbox (bwrap, docker, podman pass only PATH, HOME, USER, SHELL, TERM, locale and TZ otherwise); repeatable', collect, [])
+    .option('--env <name>', 'pass the host variable NAME into the sandbox (otherwise bwrap gets only PATH, HOME, USER, SHELL, TERM, locale and TZ, a container none); repeatable', collect, [])
     .option('--tcp', 'also hand COMMAND a capability on fd 3 for the daemon\'s loopback TCP listener (VM boundaries: Docker Desktop, podman machine)')
     .option('--daemon <control-socket>', 'the control socket of the daemon to use (default: the running daemon\'s, from current.json)')
     .option('--verbose', 'say what run does on stderr (otherwise it prints nothing of its own)')
@@ -214,7 +236,7 @@ COMMAND gets CREDPROXY_SOCKET and LLXPRT_CREDENTIAL_SOCKET naming its own socket
 grant and nothing else; with --tcp also CREDPROXY_TCP, and the capability on descriptor 3
 (CREDPROXY_CAPABILITY_FD=3, LLXPRT_CAPABILITY_FD=3) — never in argv or the environment.
 Sandboxes: none (no isolation, only the scoped socket), bwrap (system read-only, private /tmp,
-/home and /run, the working directory or --mounts writable, nothing of credproxy's own visible),
+/home and /run, the working directory or --mounts writable, credproxy's own files never mounted),
 docker and podman (the socket's directory and the workspace mounted, --user UID:GID).
 With no daemon running, one is started for the run on the default store (--store).
 The exit status is COMMAND's, or 128 + N when it is killed by signal N; the grant ends with it.
