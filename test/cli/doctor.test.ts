@@ -140,7 +140,7 @@ describe('doctor and the sandbox tools on PATH', () => {
     const { report } = await doctor([], { ...box.env, PATH: bin });
     expect(check(report, 'bwrap')).toMatchObject({
       status: 'warn',
-      detail: `${fake} (bubblewrap 0.0-test) cannot make a sandbox: \`bwrap --ro-bind / / true\` exited with 1: bwrap: setting up uid map: Permission denied`,
+      detail: `${fake} (bubblewrap 0.0-test) cannot make a sandbox: \`bwrap --ro-bind / / --unshare-pid --unshare-ipc --unshare-uts --proc /proc --dev /dev --cap-drop ALL true\` exited with 1: bwrap: setting up uid map: Permission denied`,
       fix: expect.stringContaining('sysctl'),
     });
     expect(check(report, 'docker')).toEqual({ name: 'docker', status: 'ok', detail: 'not found on PATH (needed only for Docker sandboxes)' });

@@ -7,6 +7,9 @@ import fs from 'node:fs';
 import { ok, warnCheck, type Check } from './check.js';
 import { installCommand, onPath } from './onPath.js';
 
+/** The namespaces and mounts `credproxy run --sandbox bwrap` needs, so a pass here means run can start. */
+const TRIAL_ARGS = ['--ro-bind', '/', '/', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--proc', '/proc', '--dev', '/dev', '--cap-drop', 'ALL', 'true'];
+
 /** `--version` answers at once; a tool that hangs on it must not hold the report up. */
 const VERSION_TIMEOUT_MS = 3000;
 /** Making an empty sandbox takes milliseconds; this only bounds a bwrap that hangs. */
@@ -23,10 +26,10 @@ async function bwrapCheck(env: NodeJS.ProcessEnv): Promise<Check> {
     if (process.platform !== 'linux') return ok('bwrap', `not found; bubblewrap sandboxes are Linux-only (this is ${process.platform})`);
     return warnCheck('bwrap', 'bubblewrap (bwrap) is not on PATH; bubblewrap sandboxes need it', installCommand('bubblewrap', env));
   }
-  const [version, trial] = await Promise.all([versionOf(file, env), run(file, ['--ro-bind', '/', '/', 'true'], env, SANDBOX_TIMEOUT_MS)]);
-  if (trial.ok) return ok('bwrap', `${file} (${version}); \`bwrap --ro-bind / / true\` made a sandbox`);
+  const [version, trial] = await Promise.all([versionOf(file, env), run(file, TRIAL_ARGS, env, SANDBOX_TIMEOUT_MS)]);
+  if (trial.ok) return ok('bwrap', `${file} (${version}); \`bwrap ${TRIAL_ARGS.join(' ')}\` made a sandbox`);
   const said = firstLine(trial.stderr);
-  return warnCheck('bwrap', `${file} (${version}) cannot make a sandbox: \`bwrap --ro-bind / / true\` ${trial.why}${said ? `: ${said}` : ''}`, userNamespaceFix(readSysctl));
+  return warnCheck('bwrap', `${file} (${version}) cannot make a sandbox: \`bwrap ${TRIAL_ARGS.join(' ')}\` ${trial.why}${said ? `: ${said}` : ''}`, userNamespaceFix(readSysctl));
 }
 
 async function toolCheck(name: string, label: string, env: NodeJS.ProcessEnv): Promise<Check> {
