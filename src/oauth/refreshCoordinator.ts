@@ -13,6 +13,7 @@ import { defaultFlowDeps } from './flowDeps.js';
 import type { FlowDeps } from './flowTypes.js';
 import type { TokenService } from './TokenService.js';
 import { mergeToken } from './token.js';
+import { writeBack } from './importers/writeBack.js';
 import { UpstreamError } from './upstream.js';
 import { raceAbort } from '../abort.js';
 
@@ -35,6 +36,8 @@ export interface RefreshTuning {
   /** Waits before the retries of a transient failure; its length is the number of retries. */
   retryDelaysMs?: readonly number[];
   sleep?: (ms: number) => Promise<void>;
+  /** Problems after a refresh was stored that must not fail it (a tool file that could not be written back). */
+  log?: (line: string) => void;
 }
 
 /** What a caller of refresh() asks for beyond the refresh itself. */
@@ -79,6 +82,7 @@ export class RefreshCoordinator {
   private readonly cooldownCapMs: number;
   private readonly retryDelaysMs: readonly number[];
   private readonly sleep: (ms: number) => Promise<void>;
+  private readonly log: (line: string) => void;
   private readonly inFlight = new Map<string, Promise<StoredToken>>();
 
   constructor(options: RefreshCoordinatorOptions) {
@@ -88,6 +92,7 @@ export class RefreshCoordinator {
     this.cooldownCapMs = options.cooldownMs ?? Infinity;
     this.retryDelaysMs = options.retryDelaysMs ?? [1_000, 3_000];
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
+    this.log = options.log ?? (() => {});
   }
 
   /**
@@ -167,6 +172,7 @@ export class RefreshCoordinator {
         // The provider's answer cannot clear the host's cooldown stamp; its lifetime starts now.
         const merged = this.tokens.withRefreshResult(this.tokens.obtainedNow(this.tokens.withRefreshAttempt(mergeToken(stored, fresh), stored)), 'ok');
         await save(merged);
+        writeBack(merged, stored, { now: this.tokens.now, log: this.log }); // never throws: the token is already stored
         return merged;
       } catch (err) {
         if (!(err instanceof UpstreamError)) throw err; // store failures and bugs are not retried

@@ -35,10 +35,17 @@ export const OBTAINED_AT_FIELD = 'obtained_at';
 export const REFRESH_RESULT_FIELD = 'refresh_result';
 
 /**
- * Host bookkeeping kept in the stored token. A client must never set it — a forged refresh stamp
- * would skip the cooldown, a forged lifetime would stretch the margins — nor read it.
+ * Host bookkeeping of an imported login: `{format, path}` of the CLI tool's own credentials file that
+ * refreshed tokens are written back into (src/oauth/importers/writeBack.ts).
  */
-export const HOST_ONLY_TOKEN_FIELDS: ReadonlySet<string> = new Set([REFRESH_ATTEMPT_FIELD, OBTAINED_AT_FIELD, REFRESH_RESULT_FIELD]);
+export const WRITE_BACK_FIELD = 'write_back';
+
+/**
+ * Host bookkeeping kept in the stored token. A client must never set it — a forged refresh stamp
+ * would skip the cooldown, a forged lifetime would stretch the margins, a forged write-back target
+ * would make the host write tokens into a file of the client's choosing — nor read it.
+ */
+export const HOST_ONLY_TOKEN_FIELDS: ReadonlySet<string> = new Set([REFRESH_ATTEMPT_FIELD, OBTAINED_AT_FIELD, REFRESH_RESULT_FIELD, WRITE_BACK_FIELD]);
 
 /** Whether a provider may declare `field` public (config validation uses the same rule). */
 export function mayBePublic(field: string): boolean {

@@ -107,7 +107,7 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
   // One clock for freshness, refresh cooldowns, login sessions and grant deadlines.
   const tokens = new TokenService(new CachedTokenStore(options.tokens), { now, ...(options.timing && { timing: options.timing }) });
   const providers = options.providers ?? null;
-  const refresher = providers ? new RefreshCoordinator({ ...options.refresh, tokens, registry: providers }) : null;
+  const refresher = providers ? new RefreshCoordinator({ log, ...options.refresh, tokens, registry: providers }) : null;
   const renewal = refresher && options.renewal !== false ? new RenewalScheduler(tokens, refresher, { log, ...options.renewal }) : null;
   const login = providers ? createLoginService({ ...options.login, registry: providers, now }) : null;
   const fieldSource = providers ?? presetRegistry();

@@ -26,22 +26,34 @@ export function signatureOf(st: fs.BigIntStats): string {
   return `${st.ino}:${st.size}:${st.mtimeNs}`;
 }
 
+/** What the replacement file gets instead of the defaults (0600, owned by this process). */
+export interface AtomicWriteOptions {
+  /** Permission bits of the new file. */
+  mode?: number;
+  /** Owner of the new file (only root may give a file away). */
+  owner?: { uid: number; gid: number };
+}
+
 /**
  * Replaces `target` with `data` so that a crash at any moment leaves either the old or the new
- * content: write a 0600 temp file in the same directory, fsync it, rename it over, fsync the dir.
+ * content: write a 0600 temp file in the same directory (then `options`' mode and owner), fsync it,
+ * rename it over, fsync the dir.
  *
  * The new file's mtime is forced strictly above the old one's: after the rename the old inode is
  * freed and the next temp file may reuse its number, and with same-size content and a coarse
  * clock tick the (ino, size, mtime) signature could otherwise repeat, hiding a change from
  * readers that cache by signature. Callers must hold the file's write lock.
  */
-export function writeFileAtomic(target: string, data: Uint8Array | string): void {
+export function writeFileAtomic(target: string, data: Uint8Array | string, options: AtomicWriteOptions = {}): void {
   const previous = fs.statSync(target, { bigint: true, throwIfNoEntry: false });
   const temp = tempPathFor(target);
   const fd = fs.openSync(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
   let renamed = false;
   try {
     fs.writeFileSync(fd, data);
+    // Owner first: a chown may clear set-id bits that the chmod then sets as asked.
+    if (options.owner) fs.fchownSync(fd, options.owner.uid, options.owner.gid);
+    if (options.mode !== undefined) fs.fchmodSync(fd, options.mode);
     if (previous) forceMtimeAbove(fd, previous.mtimeNs);
     fs.fsyncSync(fd);
     fs.closeSync(fd);

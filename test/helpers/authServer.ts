@@ -77,7 +77,15 @@ export interface AuthServerOptions {
   slowDownIncrementSeconds?: number;
   /** Scopes accepted besides openid and offline_access (e.g. provider-specific API scopes). */
   extraScopes?: string[];
+  /**
+   * Issue access tokens as signed JWTs (with `exp`, for readers that take the expiry from the token,
+   * like Codex CLI's) instead of opaque strings: every grant gets one resource server (RFC 8707).
+   */
+  jwtAccessTokens?: boolean;
 }
+
+/** The resource every grant is for when access tokens are JWTs. */
+const JWT_RESOURCE = 'urn:credproxy:test-api';
 
 /** A loopback callback (any port, for native clients) and a code-paste page that is never fetched. */
 export const DEFAULT_REDIRECT_URIS = ['http://127.0.0.1/callback', 'https://auth.invalid/oauth/code'];
@@ -236,6 +244,19 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
     interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `${INTERACTION_PREFIX}${interaction.uid}` },
     features: {
       devInteractions: { enabled: false },
+      ...(options.jwtAccessTokens && {
+        resourceIndicators: {
+          enabled: true,
+          defaultResource: async () => JWT_RESOURCE,
+          useGrantedResource: async () => true,
+          getResourceServerInfo: async () => ({
+            scope: '',
+            audience: JWT_RESOURCE,
+            accessTokenFormat: 'jwt',
+            accessTokenTTL: options.accessTokenTtlSeconds ?? 3600,
+          }),
+        },
+      }),
       deviceFlow: {
         enabled: true,
         userCodeInputSource: async (ctx: KoaContext, form: string, out?: { error?: string }, err?: Error) => {

@@ -10,7 +10,7 @@
  *
  * Error messages name fields and never quote values: the input holds secrets.
  */
-import { mergeToken } from '../../oauth/token.js';
+import { HOST_ONLY_TOKEN_FIELDS, mergeToken } from '../../oauth/token.js';
 import type { StoredToken } from '../../store/types.js';
 import { CliError } from './errors.js';
 
@@ -35,6 +35,8 @@ export function parseTokenJson(text: string, nowMs: number): StoredToken {
   }
   input.expiry = expiryOf(input, nowMs);
   delete input.expires_in;
+  // Host bookkeeping (refresh stamp, write-back target) is set by the host itself, never imported.
+  for (const field of HOST_ONLY_TOKEN_FIELDS) delete input[field];
 
   for (const field of ['token_type', 'scope'] as const) {
     if (input[field] !== undefined && input[field] !== null && typeof input[field] !== 'string') {

@@ -3,7 +3,7 @@
  * normalized, provider fields kept (resource_url, id_token, ...), claim-derived fields added. Pure.
  */
 import type { StoredToken } from '../../store/types.js';
-import { normalizeTokenType } from '../token.js';
+import { HOST_ONLY_TOKEN_FIELDS, normalizeTokenType } from '../token.js';
 import { positiveNumber } from '../upstream.js';
 import { NEVER_EXPIRES, type ProviderDefinition } from './definition.js';
 
@@ -13,8 +13,8 @@ const DROPPED = new Set(['expires_in']);
 
 type Mapping = ProviderDefinition['tokenMapping'];
 
-/** The payload of a JWT, unverified (used only to read claims from a token the host just received). */
-function decodeJwtPayload(jwt: unknown): Record<string, unknown> | undefined {
+/** The payload of a JWT, unverified: for reading claims (and timing), never for trusting them. */
+export function decodeJwtPayload(jwt: unknown): Record<string, unknown> | undefined {
   if (typeof jwt !== 'string') return undefined;
   const part = jwt.split('.')[1];
   if (!part) return undefined;
@@ -47,7 +47,8 @@ function claimAt(claims: Record<string, unknown> | undefined, path: readonly str
 export function mapTokenResponse(def: Pick<ProviderDefinition, 'tokenMapping'>, body: Record<string, unknown>, nowMs: number): StoredToken {
   const token: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(body)) {
-    if (value === undefined || value === null || UNSAFE_KEYS.has(key) || DROPPED.has(key)) continue;
+    // Host bookkeeping is the host's: a response naming a write-back target or a refresh stamp is not obeyed.
+    if (value === undefined || value === null || UNSAFE_KEYS.has(key) || DROPPED.has(key) || HOST_ONLY_TOKEN_FIELDS.has(key)) continue;
     token[key] = value;
   }
   if (typeof body.access_token !== 'string' || body.access_token.length === 0) throw new TypeError('token response lacks access_token');
