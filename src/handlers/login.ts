@@ -58,7 +58,13 @@ export function createLoginService(options: LoginServiceOptions): LoginService &
     return session;
   }
 
-  /** Stores the full token (refresh token included) and returns what the client may see. */
+  /**
+   * Stores the full token (refresh token included) and returns what the client may see. Not
+   * stopped by the request's signal: the user approved and the provider has issued the tokens (and
+   * spent the code or device code), so dropping them would only force a new login while leaving a
+   * live refresh token at the provider. A completion whose request timed out or was cancelled is
+   * therefore stored anyway, and the session is spent either way.
+   */
   async function complete(ctx: HandlerContext, session: LoginSession, token: StoredToken): Promise<SanitizedToken> {
     await ctx.tokens.replace(session.provider, session.bucket, token);
     return sanitizeToken(token, ctx.publicFields(session.provider));

@@ -72,12 +72,14 @@ export const getToken: Handler<'get_token'> = async (ctx, { provider, bucket }) 
 export const saveToken: Handler<'save_token'> = async (ctx, { provider, bucket, token }) => {
   // Only allowlisted fields are kept: a sandbox never supplies refresh tokens (they come from a
   // host-side login or refresh) nor the host's bookkeeping (which would let it skip the cooldown).
-  await ctx.tokens.saveFromClient(provider, bucketOrDefault(bucket), token, ctx.publicFields(provider));
+  // A timeout or cancel before the save starts writes nothing: what the client heard is what happened.
+  await ctx.tokens.saveFromClient(provider, bucketOrDefault(bucket), token, ctx.publicFields(provider), ctx.signal);
   return {};
 };
 
 export const removeToken: Handler<'remove_token'> = async (ctx, { provider, bucket }) => {
-  await ctx.tokens.remove(provider, bucketOrDefault(bucket));
+  // Like save_token: a timeout or cancel before the removal starts leaves the token in place.
+  await ctx.tokens.remove(provider, bucketOrDefault(bucket), ctx.signal);
   return {};
 };
 

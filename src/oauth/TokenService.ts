@@ -39,10 +39,16 @@ export interface TokenServiceOptions {
   timing?: Partial<TokenTiming>;
 }
 
-/** Reads and writes of one (provider, bucket) while its refresh lock is held. */
+/**
+ * Reads and writes of one (provider, bucket) while its refresh lock is held. A write checks the
+ * signal given to `locked` right before it starts: aborted, it rejects with the signal's reason and
+ * writes nothing; once started, it completes (an atomic save is never torn).
+ */
 export interface LockedToken {
   read(): Promise<StoredToken | null>;
   save(token: StoredToken): Promise<void>;
+  /** Removes the token; returns whether one existed. */
+  remove(): Promise<boolean>;
 }
 
 export class TokenService {
@@ -157,16 +163,27 @@ export class TokenService {
     return { ...token, [REFRESH_RESULT_FIELD]: result };
   }
 
-  /** Runs `fn` under the (provider, bucket) refresh lock, shared by every process using the store. */
-  locked<T>(provider: string, bucket: string, fn: (token: LockedToken) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` under the (provider, bucket) refresh lock, shared by every process using the store.
+   * An abort of `signal` stops the wait for the lock and any write `fn` has not started yet (both
+   * reject with the signal's reason); a write already started completes.
+   */
+  locked<T>(provider: string, bucket: string, fn: (token: LockedToken) => Promise<T>, signal?: AbortSignal): Promise<T> {
     const handle: LockedToken = {
       read: () => this.store.getToken(provider, bucket),
       save: async (token) => {
+        signal?.throwIfAborted();
         await this.store.saveToken(provider, bucket, token);
         this.changed(provider, bucket);
       },
+      remove: async () => {
+        signal?.throwIfAborted();
+        const existed = await this.store.removeToken(provider, bucket);
+        this.changed(provider, bucket);
+        return existed;
+      },
     };
-    return this.store.withTokenLock(provider, bucket, () => fn(handle));
+    return this.store.withTokenLock(provider, bucket, () => fn(handle), signal);
   }
 
   /** Calls `listener` after every save or removal made through this service (the renewal scheduler's cue). */
@@ -181,12 +198,13 @@ export class TokenService {
 
   /**
    * Lock, re-read, merge what `patch` returns for the current token (null = leave it), atomic save.
-   * Returns the token as stored afterwards.
+   * Returns the token as stored afterwards. An abort of `signal` before the save writes nothing.
    */
   update(
     provider: string,
     bucket: string,
     patch: (current: StoredToken | null) => Partial<StoredToken> | null | Promise<Partial<StoredToken> | null>,
+    signal?: AbortSignal,
   ): Promise<StoredToken | null> {
     return this.locked(provider, bucket, async (t) => {
       const current = await t.read();
@@ -195,32 +213,31 @@ export class TokenService {
       const merged = mergeToken(current, change);
       await t.save(merged);
       return merged;
-    });
+    }, signal);
   }
 
   /**
    * A client's save_token: only allowlisted fields (PROTOCOL.md §5) are merged into the stored token.
    * A new access token starts a new lifetime, so the margins scale with what the client obtained.
    */
-  saveFromClient(provider: string, bucket: string, incoming: Readonly<Record<string, unknown>>, publicFields: readonly string[]): Promise<StoredToken | null> {
+  saveFromClient(provider: string, bucket: string, incoming: Readonly<Record<string, unknown>>, publicFields: readonly string[], signal?: AbortSignal): Promise<StoredToken | null> {
     const accepted = acceptIncoming(incoming, publicFields);
-    return this.update(provider, bucket, (current) =>
-      typeof accepted.access_token === 'string' && accepted.access_token !== current?.access_token ? { ...accepted, [OBTAINED_AT_FIELD]: this.now() } : accepted,
+    return this.update(
+      provider,
+      bucket,
+      (current) => (typeof accepted.access_token === 'string' && accepted.access_token !== current?.access_token ? { ...accepted, [OBTAINED_AT_FIELD]: this.now() } : accepted),
+      signal,
     );
   }
 
   /** Stores a complete token as given, replacing the bucket (import, a finished login); its lifetime starts now. */
-  replace(provider: string, bucket: string, token: StoredToken): Promise<void> {
-    return this.locked(provider, bucket, (t) => t.save(this.obtainedNow(token)));
+  replace(provider: string, bucket: string, token: StoredToken, signal?: AbortSignal): Promise<void> {
+    return this.locked(provider, bucket, (t) => t.save(this.obtainedNow(token)), signal);
   }
 
   /** Removes the token under the lock, so a logout that races a refresh wins. Returns whether one existed. */
-  remove(provider: string, bucket: string): Promise<boolean> {
-    return this.locked(provider, bucket, async () => {
-      const existed = await this.store.removeToken(provider, bucket);
-      this.changed(provider, bucket);
-      return existed;
-    });
+  remove(provider: string, bucket: string, signal?: AbortSignal): Promise<boolean> {
+    return this.locked(provider, bucket, (t) => t.remove(), signal);
   }
 
   /**

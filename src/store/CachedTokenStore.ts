@@ -59,8 +59,8 @@ export class CachedTokenStore implements TokenStore {
     return this.inner.listBuckets(provider);
   }
 
-  withTokenLock<T>(provider: string, bucket: string, fn: () => Promise<T>): Promise<T> {
-    return this.inner.withTokenLock(provider, bucket, fn);
+  withTokenLock<T>(provider: string, bucket: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return this.inner.withTokenLock(provider, bucket, fn, signal);
   }
 
   changeStamp(): string {

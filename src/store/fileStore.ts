@@ -185,11 +185,11 @@ export class FileStore implements TokenStore, KeyStore {
   }
 
   /** Holds `<dataDir>/locks/token-<sha256>.lock` for the whole of `fn`; fn may write the store. */
-  async withTokenLock<T>(provider: string, bucket: string, fn: () => Promise<T>): Promise<T> {
+  async withTokenLock<T>(provider: string, bucket: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     checkTokenNames(provider, bucket);
     const lockPath = tokenLockPath(this.locksDir, provider, bucket);
     const what = `the refresh lock of ${provider}:${bucket}`;
-    return withFileLock(lockPath, { waitMs: this.refreshLockWaitMs, staleMs: this.lockStaleMs, what }, () => fn());
+    return withFileLock(lockPath, { waitMs: this.refreshLockWaitMs, staleMs: this.lockStaleMs, what }, () => fn(), signal);
   }
 
   changeStamp(): string {

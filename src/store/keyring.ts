@@ -130,10 +130,11 @@ export class KeyringStore implements TokenStore, KeyStore {
     return [...((await this.list()).tokens.get(provider) ?? [])].sort();
   }
 
-  async withTokenLock<T>(provider: string, bucket: string, fn: () => Promise<T>): Promise<T> {
+  async withTokenLock<T>(provider: string, bucket: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     checkTokenNames(provider, bucket);
     const what = `the refresh lock of ${provider}:${bucket}`;
-    return withFileLock(tokenLockPath(this.locksDir, provider, bucket), { waitMs: this.refreshLockWaitMs, staleMs: this.lockStaleMs, what }, () => fn());
+    const options = { waitMs: this.refreshLockWaitMs, staleMs: this.lockStaleMs, what };
+    return withFileLock(tokenLockPath(this.locksDir, provider, bucket), options, () => fn(), signal);
   }
 
   changeStamp(): string {

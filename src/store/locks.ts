@@ -6,25 +6,42 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
+import { raceAbort } from '../abort.js';
 import { StoreError } from './types.js';
 
 /** Serializes async work per key inside one process; FIFO, no polling. */
 export class KeyedMutex {
   private readonly tails = new Map<string, Promise<void>>();
 
-  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` once every earlier caller for `key` is done. An abort of `signal` while waiting rejects
+   * with the signal's reason and gives up the place in the queue: `fn` never runs.
+   */
+  async run<T>(key: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    signal?.throwIfAborted();
     const previous = this.tails.get(key) ?? Promise.resolve();
     let release!: () => void;
     const mine = new Promise<void>((resolve) => (release = resolve));
     const tail = previous.then(() => mine);
     this.tails.set(key, tail);
-    await previous;
+    // Dropped once everything queued up to here is done; only the last waiter's tail may go, or a
+    // later waiter would lose its place. A waiter that gave up still leaves its (already released)
+    // link in the chain, so whoever queued behind it keeps waiting for the holder in front.
+    void tail.then(() => {
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    });
+    try {
+      await (signal ? raceAbort(previous, signal, () => signal.reason) : previous);
+      // The abort may have come in the same turn the previous holder let go.
+      signal?.throwIfAborted();
+    } catch (err) {
+      release();
+      throw err;
+    }
     try {
       return await fn();
     } finally {
       release();
-      // Only the last waiter may drop the entry, or a later waiter would lose its place.
-      if (this.tails.get(key) === tail) this.tails.delete(key);
     }
   }
 }
@@ -58,12 +75,26 @@ const processMutex = new KeyedMutex();
 // of deadlocking until the wait times out.
 const held = new AsyncLocalStorage<readonly Holder[]>();
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Waits `ms`, or less when `signal` aborts first (the caller then checks the signal). */
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
 
-/** Runs `fn` holding the in-process lock `key`; a nested call for the same key runs directly. */
-export async function withProcessLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` holding the in-process lock `key`; a nested call for the same key runs directly. An
+ * abort of `signal` before the lock is taken rejects with the signal's reason; `fn` does not run.
+ */
+export async function withProcessLock<T>(key: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
   if (heldBy(key)) return fn();
-  return processMutex.run(key, () => runHolding(key, NOT_A_FILE_LOCK, fn));
+  return processMutex.run(key, () => runHolding(key, NOT_A_FILE_LOCK, fn), signal);
 }
 
 const NOT_A_FILE_LOCK: LockHandle = { assertHeld() {} };
@@ -85,15 +116,18 @@ async function runHolding<T>(key: string, handle: LockHandle, fn: () => Promise<
 /**
  * Runs `fn` while holding the cross-process lock `<lockPath>.lock` (a directory); `lockPath` itself
  * need not exist. Waits up to `waitMs` with jittered backoff, then fails with StoreError('locked').
+ * An abort of `signal` ends the wait at once (in the process queue or between attempts) and rejects
+ * with the signal's reason; `fn` does not run, and a lock that was taken anyway is released first.
+ * Once `fn` runs, the signal is its business.
  */
-export async function withFileLock<T>(lockPath: string, options: FileLockOptions, fn: (lock: LockHandle) => Promise<T>): Promise<T> {
+export async function withFileLock<T>(lockPath: string, options: FileLockOptions, fn: (lock: LockHandle) => Promise<T>, signal?: AbortSignal): Promise<T> {
   const target = path.resolve(lockPath);
   const outer = heldBy(target);
   if (outer) return fn(outer.handle);
 
   return processMutex.run(target, async () => {
     let compromised = false;
-    const release = await acquire(target, options, () => (compromised = true));
+    const release = await acquire(target, options, () => (compromised = true), signal);
     const handle: LockHandle = {
       assertHeld() {
         if (compromised) {
@@ -109,15 +143,17 @@ export async function withFileLock<T>(lockPath: string, options: FileLockOptions
       // A failed release (lock dir already removed as stale) must not mask the body's outcome.
       await release().catch(() => undefined);
     }
-  });
+  }, signal);
 }
 
-async function acquire(target: string, options: FileLockOptions, onCompromised: () => void): Promise<() => Promise<void>> {
+async function acquire(target: string, options: FileLockOptions, onCompromised: () => void, signal?: AbortSignal): Promise<() => Promise<void>> {
   const deadline = Date.now() + options.waitMs;
   let delay = 5;
   for (;;) {
+    signal?.throwIfAborted();
+    let release: () => Promise<void>;
     try {
-      return await lockfile.lock(target, {
+      release = await lockfile.lock(target, {
         realpath: false,
         stale: options.staleMs,
         update: Math.max(1000, Math.floor(options.staleMs / 2)),
@@ -134,9 +170,16 @@ async function acquire(target: string, options: FileLockOptions, onCompromised: 
       if (left <= 0) {
         throw new StoreError('locked', `Timed out after ${options.waitMs} ms waiting for the lock on ${options.what} (${target}.lock); another process holds it`);
       }
-      await sleep(Math.min(left, delay * (0.5 + Math.random())));
+      await pause(Math.min(left, delay * (0.5 + Math.random())), signal);
       delay = Math.min(delay * 1.6, 100);
+      continue;
     }
+    // The attempt was already under way when the caller gave up: nobody will use this lock.
+    if (signal?.aborted) {
+      await release().catch(() => undefined);
+      signal.throwIfAborted();
+    }
+    return release;
   }
 }
 

@@ -49,9 +49,9 @@ export class MemoryStore implements TokenStore, KeyStore {
     return sortedBuckets(this.doc, provider);
   }
 
-  async withTokenLock<T>(provider: string, bucket: string, fn: () => Promise<T>): Promise<T> {
+  async withTokenLock<T>(provider: string, bucket: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     checkTokenNames(provider, bucket);
-    return withProcessLock(`${this.lockPrefix}${provider}:${bucket}`, fn);
+    return withProcessLock(`${this.lockPrefix}${provider}:${bucket}`, fn, signal);
   }
 
   changeStamp(): string {

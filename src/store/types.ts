@@ -27,8 +27,10 @@ export interface TokenStore {
   /**
    * Runs `fn` while holding the cross-process lock of (provider, bucket): the "refresh lock" that
    * serializes refresh, save_token merges and remove_token across every process sharing the store.
+   * An abort of `signal` while waiting for the lock rejects with the signal's reason, at once and
+   * without running `fn` or keeping the lock; once `fn` runs, the signal no longer matters here.
    */
-  withTokenLock<T>(provider: string, bucket: string, fn: () => Promise<T>): Promise<T>;
+  withTokenLock<T>(provider: string, bucket: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T>;
   /**
    * A cheap, synchronous value that changes whenever any process writes the store. Callers cache
    * decrypted tokens and drop the cache when the stamp changes.

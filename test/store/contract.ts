@@ -146,6 +146,46 @@ export function storeContract(subject: ContractSubject): void {
     await s.close?.();
   });
 
+  it('withTokenLock with an aborted signal rejects with its reason, without running the body or keeping the lock', async () => {
+    const s = await subject.open();
+    const reason = new Error('gave up');
+    let ran = false;
+    const body = async () => {
+      ran = true;
+    };
+    await expect(s.withTokenLock('p', 'b', body, AbortSignal.abort(reason))).rejects.toBe(reason);
+    expect(ran).toBe(false);
+    expect(await s.withTokenLock('p', 'b', async () => 'free')).toBe('free');
+    await s.close?.();
+  });
+
+  it('an abort while waiting behind another holder gives up the place in the queue, not the holder\'s lock', async () => {
+    const s = await subject.open();
+    let letGo!: () => void;
+    let held!: () => void;
+    const holding = new Promise<void>((resolve) => (held = resolve));
+    const holder = s.withTokenLock('p', 'b', () => {
+      held();
+      return new Promise<void>((resolve) => (letGo = resolve));
+    });
+    await holding;
+    const ran: string[] = [];
+    const aborter = new AbortController();
+    const aborted = s.withTokenLock('p', 'b', async () => void ran.push('aborted'), aborter.signal);
+    const next = s.withTokenLock('p', 'b', async () => void ran.push('next'));
+    const reason = new Error('timed out');
+    aborter.abort(reason);
+    await expect(aborted).rejects.toBe(reason);
+    // The holder still holds: the one queued behind the aborted waiter has not run.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(ran).toEqual([]);
+    letGo();
+    await holder;
+    await next;
+    expect(ran).toEqual(['next']);
+    await s.close?.();
+  });
+
   if (subject.reopen) {
     const reopen = subject.reopen;
     it('shows writes of another instance and moves its stamp', async () => {
