@@ -158,6 +158,12 @@ export class TokenService {
     return typeof result === 'string' ? result : undefined;
   }
 
+  /** Nobody but the user can bring it back: expired without a refresh token, or its refresh token rejected. */
+  needsLogin(token: StoredToken): boolean {
+    if (this.lastRefreshResult(token) === 'REAUTH_REQUIRED') return true;
+    return !token.refresh_token && !this.isValid(token);
+  }
+
   /** `token` with the outcome of a refresh attempt recorded. */
   withRefreshResult(token: StoredToken, result: string): StoredToken {
     return { ...token, [REFRESH_RESULT_FIELD]: result };

@@ -18,7 +18,6 @@ import { RefreshCoordinator, type RefreshTuning } from '../oauth/refreshCoordina
 import { RenewalScheduler, type RenewalOptions } from '../oauth/RenewalScheduler.js';
 import type { SessionStore } from '../oauth/sessions.js';
 import { TokenService, type TokenTiming } from '../oauth/TokenService.js';
-import type { StoredToken } from '../store/types.js';
 import { CachedTokenStore } from '../store/CachedTokenStore.js';
 import { openAuditLog, type AuditLog } from './audit.js';
 import { Connection } from './connection.js';
@@ -302,15 +301,9 @@ async function tokenSummary(tokens: TokenService, renewal: RenewalScheduler | nu
         ...(attempted !== undefined && { last_refresh: { at: attempted, ...(result !== undefined && { result }) } }),
         ...(plan?.next_renewal !== undefined && { next_renewal: Math.round(plan.next_renewal) }),
         ...(plan && { renewal: plan.state, ...(plan.failures > 0 && { renewal_failures: plan.failures }) }),
-        needs_login: needsLogin(tokens, token, plan?.state),
+        needs_login: plan?.state === 'needs_login' || tokens.needsLogin(token),
       });
     }
   }
   return out;
-}
-
-/** A token nobody can bring back without the user: expired without a refresh token, or its refresh token rejected. */
-function needsLogin(tokens: TokenService, token: StoredToken, renewalState: string | undefined): boolean {
-  if (renewalState === 'needs_login' || tokens.lastRefreshResult(token) === 'REAUTH_REQUIRED') return true;
-  return !token.refresh_token && !tokens.isValid(token);
 }

@@ -50,7 +50,7 @@ describe('import from stdin, then token and status', () => {
     const report = JSON.parse(json2.stdout) as { store: { backend: string }; tokens: unknown[]; keys: string[] };
     expect(report.store.backend).toBe('file');
     expect(report.tokens).toEqual([
-      { provider: 'anthropic', bucket: 'default', expiry, expiresInSeconds: expect.any(Number), expired: false, hasRefreshToken: true },
+      { provider: 'anthropic', bucket: 'default', expiry, expiresInSeconds: expect.any(Number), expired: false, hasRefreshToken: true, needsLogin: false },
     ]);
     expect(report.keys).toEqual([]);
   });

@@ -3,6 +3,7 @@
  * which daemon the other commands would go through.
  */
 import { Command } from 'commander';
+import { TokenService } from '../../oauth/TokenService.js';
 import { secondsToExpiry } from '../../oauth/token.js';
 import { StoreError } from '../../store/types.js';
 import { describeExpiry } from '../util/duration.js';
@@ -19,6 +20,13 @@ export interface TokenStatus {
   expiresInSeconds?: number;
   expired?: boolean;
   hasRefreshToken?: boolean;
+  /** The last upstream refresh: when (epoch ms) and how it ended ('ok' or an error code). */
+  lastRefresh?: { at: number; result?: string };
+  /** When the running daemon will renew it (epoch ms), from its daemon_status. */
+  nextRenewal?: number;
+  /** Only a new login brings it back; `fix` is the command. */
+  needsLogin?: boolean;
+  fix?: string;
   /** Why the token could not be read (a StoreError message), instead of the fields above. */
   error?: string;
 }
@@ -39,14 +47,30 @@ export interface StatusReport {
   daemon: DaemonStatus | null;
 }
 
-async function tokenStatus(stores: HostStores, provider: string, bucket: string, nowMs: number): Promise<TokenStatus | null> {
+async function tokenStatus(stores: HostStores, provider: string, bucket: string, nowMs: number, renewals: Map<string, number>): Promise<TokenStatus | null> {
   try {
     const token = await stores.tokens.getToken(provider, bucket);
     if (!token) return null; // removed between listing and reading
+    const service = new TokenService(stores.tokens, { now: () => nowMs });
     const left = secondsToExpiry(token, nowMs);
     // Only whether a refresh token exists is reported; the value is never copied out.
     const hasRefreshToken = typeof token.refresh_token === 'string' && token.refresh_token.length > 0;
-    return { provider, bucket, expiry: token.expiry, expiresInSeconds: left, expired: left <= 0, hasRefreshToken };
+    const at = service.lastRefreshAttempt(token);
+    const result = service.lastRefreshResult(token);
+    const next = renewals.get(`${provider}/${bucket}`);
+    const needsLogin = service.needsLogin(token);
+    return {
+      provider,
+      bucket,
+      expiry: token.expiry,
+      expiresInSeconds: left,
+      expired: left <= 0,
+      hasRefreshToken,
+      ...(at !== undefined && { lastRefresh: { at, ...(result !== undefined && { result }) } }),
+      ...(next !== undefined && { nextRenewal: next }),
+      needsLogin,
+      ...(needsLogin && { fix: `credproxy login ${provider}${bucket === 'default' ? '' : ` --bucket ${bucket}`}` }),
+    };
   } catch (err) {
     if (err instanceof StoreError) return { provider, bucket, error: err.message };
     throw err;
@@ -54,11 +78,17 @@ async function tokenStatus(stores: HostStores, provider: string, bucket: string,
 }
 
 /** Collects the report; exported for reuse by tests and other front ends. */
-export async function collectStatus(stores: HostStores, nowMs: number, env: NodeJS.ProcessEnv, daemon: DaemonSocket | null = null): Promise<StatusReport> {
+export async function collectStatus(
+  stores: HostStores,
+  nowMs: number,
+  env: NodeJS.ProcessEnv,
+  daemon: DaemonSocket | null = null,
+  renewals: Map<string, number> = new Map(),
+): Promise<StatusReport> {
   const tokens: TokenStatus[] = [];
   for (const provider of await stores.tokens.listProviders()) {
     for (const bucket of await stores.tokens.listBuckets(provider)) {
-      const entry = await tokenStatus(stores, provider, bucket, nowMs);
+      const entry = await tokenStatus(stores, provider, bucket, nowMs, renewals);
       if (entry) tokens.push(entry);
     }
   }
@@ -66,6 +96,7 @@ export async function collectStatus(stores: HostStores, nowMs: number, env: Node
   for (const t of tokens) {
     const name = `${t.provider}/${t.bucket}`;
     if (t.error !== undefined) warnings.push(`${name} cannot be read: ${t.error}`);
+    else if (t.needsLogin && t.hasRefreshToken) warnings.push(`${name}: the provider rejected its refresh token; run ${t.fix}`);
     else if (t.expired && !t.hasRefreshToken) warnings.push(`${name} is expired and has no refresh token; import a new token`);
     else if (!t.hasRefreshToken && (t.expiresInSeconds ?? 0) < SOON_SECONDS) {
       warnings.push(`${name} ${describeExpiry(t.expiresInSeconds ?? 0)} and has no refresh token`);
@@ -87,14 +118,35 @@ function daemonLine(d: DaemonStatus): string {
   return `Daemon: pid ${d.pid}, socket ${d.socket} (token, login and logout go through it)`;
 }
 
-function tokenLine(t: TokenStatus, width: number): string {
+function tokenLine(t: TokenStatus, width: number, nowMs: number): string {
   const name = `${t.provider}/${t.bucket}`.padEnd(width);
   if (t.error !== undefined) return `  ${name}  UNREADABLE`;
-  return `  ${name}  ${describeExpiry(t.expiresInSeconds ?? 0)}  refresh token: ${t.hasRefreshToken ? 'yes' : 'no'}`;
+  const parts = [describeExpiry(t.expiresInSeconds ?? 0), `refresh token: ${t.hasRefreshToken ? 'yes' : 'no'}`];
+  if (t.lastRefresh) parts.push(`last refresh: ${describeAgo(nowMs - t.lastRefresh.at)} ${t.lastRefresh.result ?? ''}`.trimEnd());
+  if (t.nextRenewal !== undefined) parts.push(`next renewal: ${describeIn(t.nextRenewal - nowMs)}`);
+  if (t.needsLogin) parts.push(`NEEDS LOGIN: ${t.fix}`);
+  return `  ${name}  ${parts.join('  ')}`;
+}
+
+/** "42s ago", "5m ago", "3h ago". */
+function describeAgo(ms: number): string {
+  return `${shortSpan(ms)} ago`;
+}
+
+/** "in 42s", or "now" for a due time already passed. */
+function describeIn(ms: number): string {
+  return ms <= 0 ? 'now' : `in ${shortSpan(ms)}`;
+}
+
+function shortSpan(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.round(s / 60)}m`;
+  return `${Math.round(s / 3600)}h`;
 }
 
 /** The human-readable report. */
-export function renderStatus(r: StatusReport): string {
+export function renderStatus(r: StatusReport, nowMs = Date.now()): string {
   const width = Math.max(0, ...r.tokens.map((t) => t.provider.length + t.bucket.length + 1));
   const lines = [
     `Store: ${r.store.backend} (${r.store.reason})`,
@@ -102,12 +154,32 @@ export function renderStatus(r: StatusReport): string {
     `  data dir: ${r.store.dataDir}`,
     ...(r.daemon ? [daemonLine(r.daemon)] : []),
     'Tokens:',
-    ...(r.tokens.length ? r.tokens.map((t) => tokenLine(t, width)) : ['  (none)']),
+    ...(r.tokens.length ? r.tokens.map((t) => tokenLine(t, width, nowMs)) : ['  (none)']),
     'Keys:',
     ...(r.keys.length ? r.keys.map((k) => `  ${k}`) : ['  (none)']),
   ];
   if (r.warnings.length) lines.push('Warnings:', ...r.warnings.map((w) => `  - ${w}`));
   return `${lines.join('\n')}\n`;
+}
+
+/** When the running daemon will renew each bucket (daemon_status over its control socket); none on any failure. */
+async function renewalTimes(): Promise<Map<string, number>> {
+  const times = new Map<string, number>();
+  const { controlClient, daemonControlPath } = await import('../util/control.js');
+  const target = await daemonControlPath(undefined);
+  if (!target) return times;
+  const client = controlClient(target.control);
+  try {
+    const status = await client.request('daemon_status', {}, { timeoutMs: 2_000 });
+    for (const t of (status.tokens ?? []) as Array<{ provider?: unknown; bucket?: unknown; next_renewal?: unknown }>) {
+      if (typeof t.provider === 'string' && typeof t.bucket === 'string' && typeof t.next_renewal === 'number') times.set(`${t.provider}/${t.bucket}`, t.next_renewal);
+    }
+  } catch {
+    // The report stands without the renewal times.
+  } finally {
+    await client.close();
+  }
+  return times;
 }
 
 export function statusCommand(): Command {
@@ -123,7 +195,8 @@ it, and it may use another store (serve --store).`,
     )
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const daemon = await daemonSocket();
-      const report = await withHostStores(cmd, (stores) => collectStatus(stores, Date.now(), process.env, daemon));
+      const renewals = daemon?.source === 'discovered' ? await renewalTimes() : new Map<string, number>();
+      const report = await withHostStores(cmd, (stores) => collectStatus(stores, Date.now(), process.env, daemon, renewals));
       process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : renderStatus(report));
     });
 }
