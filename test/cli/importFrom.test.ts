@@ -93,7 +93,7 @@ describe('each tool at its default path, read back through token and status', ()
     expectNoSecret(r, access, refresh);
 
     expect((await cli(['token', 'anthropic'])).stdout).toBe(`${access}\n`);
-    expect(await statusTokens()).toEqual([{ provider: 'anthropic', bucket: 'default', expiry: Math.floor(expiresAtMs / 1000), expiresInSeconds: expect.any(Number), expired: false, hasRefreshToken: true }]);
+    expect(await statusTokens()).toEqual([{ provider: 'anthropic', bucket: 'default', expiry: Math.floor(expiresAtMs / 1000), expiresInSeconds: expect.any(Number), expired: false, hasRefreshToken: true, needsLogin: false }]);
     const token = await stored('anthropic');
     expect(token).toEqual({ access_token: access, refresh_token: refresh, expiry: Math.floor(expiresAtMs / 1000), token_type: 'Bearer', scope: 'user:inference user:profile' });
   });

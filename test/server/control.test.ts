@@ -193,8 +193,12 @@ describe('sandbox sockets (grant_open)', () => {
     for (const x of open) x.close();
     c.close();
     await expectGone(socket);
-    const audit = fs.readFileSync(auditFile, 'utf8');
-    expect(audit).toContain('"outcome":"CONNECTION_LIMIT"');
+    // The audit log is written asynchronously: wait for the line (bounded), rather than for time.
+    const deadline = Date.now() + 10_000;
+    while (!fs.readFileSync(auditFile, 'utf8').includes('"outcome":"CONNECTION_LIMIT"') && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(fs.readFileSync(auditFile, 'utf8')).toContain('"outcome":"CONNECTION_LIMIT"');
   });
 
   it('daemon_status: pid, version, store, listeners, connections, tokens — never a token value', async () => {
