@@ -176,7 +176,9 @@ export class RenewalScheduler {
 
   private forget(e: Entry): void {
     clearTimeout(e.timer);
-    this.entries.delete(keyOf(e.provider, e.bucket));
+    const key = keyOf(e.provider, e.bucket);
+    // A newer plan of the same bucket is not this entry's to drop.
+    if (this.entries.get(key) === e) this.entries.delete(key);
   }
 
   /** Reads the bucket and sets its timer for the renewal time of what is stored now. */
@@ -235,12 +237,15 @@ export class RenewalScheduler {
     try {
       await this.renewer.refresh(provider, bucket, undefined, { renewal: true });
       if (this.stopped) return;
-      this.entries.delete(keyOf(provider, bucket));
       // What is stored now (renewed here or by another process, or left alone inside the cooldown,
-      // which plan() waits out) gets its own plan.
+      // which plan() waits out) gets its own plan. The save of a renewed token has already planned
+      // it (onChange): that plan is dropped with its timer, or the timer would outlive stop().
+      const current = this.entries.get(keyOf(provider, bucket));
+      if (current) this.forget(current);
       await this.plan(provider, bucket);
     } catch (err) {
-      if (this.stopped) return;
+      // A new token stored meanwhile has its own plan; this failure is about the old one.
+      if (this.stopped || this.entries.get(keyOf(provider, bucket)) !== entry) return;
       this.failed(entry, err);
     }
   }
