@@ -235,8 +235,15 @@ export class RenewalScheduler {
   private async renew(entry: Entry): Promise<void> {
     const { provider, bucket } = entry;
     try {
-      await this.renewer.refresh(provider, bucket, undefined, { renewal: true });
+      const token = await this.renewer.refresh(provider, bucket, undefined, { renewal: true });
       if (this.stopped) return;
+      if (this.entries.get(keyOf(provider, bucket)) === entry && versionOf(token) === entry.version && this.tokens.lastRefreshResult(token) === 'REFRESH_FAILED') {
+        // Left alone inside the cooldown because another process (or a get_token here) tried moments
+        // ago and failed: that failure is this renewal's too. Planning afresh would reset the count
+        // and the back-off, so daemons sharing a store would retry a down server every cooldown.
+        this.failed(entry, new ProxyError('REFRESH_FAILED', `The last refresh of ${provider}/${bucket} failed`));
+        return;
+      }
       // What is stored now (renewed here or by another process, or left alone inside the cooldown,
       // which plan() waits out) gets its own plan. The save of a renewed token has already planned
       // it (onChange): that plan is dropped with its timer, or the timer would outlive stop().
