@@ -142,9 +142,10 @@ export class RenewalScheduler {
   /** The periodic check: writes by other processes (the change stamp) and a wall clock that jumped. */
   private tick(): void {
     const stamp = this.tokens.changeStamp();
-    if (stamp !== this.stamp) {
+    // A change during a scan is taken in by the next scan: the running one may have read past it.
+    if (stamp !== this.stamp && !this.scanning) {
       this.stamp = stamp;
-      if (!this.scanning) this.track(this.scan());
+      this.track(this.scan());
     }
     // After a suspend the timers lag the wall clock; whatever is past due goes now.
     const now = this.tokens.now();
