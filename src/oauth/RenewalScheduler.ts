@@ -96,13 +96,20 @@ export class RenewalScheduler {
     this.unsubscribe = tokens.onChange((provider, bucket) => this.note(provider, bucket));
   }
 
-  /** Plans every stored token, then watches the store and the clock. */
+  /**
+   * Plans every stored token, then watches the store and the clock. When the store cannot be read
+   * now this rejects, and the watch still starts: the store is planned at its next change.
+   */
   async start(): Promise<void> {
     this.stamp = this.tokens.changeStamp();
-    await this.scan();
-    if (this.stopped) return;
-    this.watch = setInterval(() => this.tick(), this.watchMs);
-    this.watch.unref();
+    try {
+      await this.scan();
+    } finally {
+      if (!this.stopped) {
+        this.watch = setInterval(() => this.tick(), this.watchMs);
+        this.watch.unref();
+      }
+    }
   }
 
   /** (Re)plans one bucket after it changed, was served or was refreshed. */
