@@ -96,13 +96,20 @@ export class RenewalScheduler {
     this.unsubscribe = tokens.onChange((provider, bucket) => this.note(provider, bucket));
   }
 
-  /** Plans every stored token, then watches the store and the clock. */
+  /**
+   * Plans every stored token, then watches the store and the clock. When the store cannot be read
+   * now this rejects, and the watch still starts: the store is planned at its next change.
+   */
   async start(): Promise<void> {
     this.stamp = this.tokens.changeStamp();
-    await this.scan();
-    if (this.stopped) return;
-    this.watch = setInterval(() => this.tick(), this.watchMs);
-    this.watch.unref();
+    try {
+      await this.scan();
+    } finally {
+      if (!this.stopped) {
+        this.watch = setInterval(() => this.tick(), this.watchMs);
+        this.watch.unref();
+      }
+    }
   }
 
   /** (Re)plans one bucket after it changed, was served or was refreshed. */
@@ -142,9 +149,10 @@ export class RenewalScheduler {
   /** The periodic check: writes by other processes (the change stamp) and a wall clock that jumped. */
   private tick(): void {
     const stamp = this.tokens.changeStamp();
-    if (stamp !== this.stamp) {
+    // A change during a scan is taken in by the next scan: the running one may have read past it.
+    if (stamp !== this.stamp && !this.scanning) {
       this.stamp = stamp;
-      if (!this.scanning) this.track(this.scan());
+      this.track(this.scan());
     }
     // After a suspend the timers lag the wall clock; whatever is past due goes now.
     const now = this.tokens.now();
@@ -176,7 +184,9 @@ export class RenewalScheduler {
 
   private forget(e: Entry): void {
     clearTimeout(e.timer);
-    this.entries.delete(keyOf(e.provider, e.bucket));
+    const key = keyOf(e.provider, e.bucket);
+    // A newer plan of the same bucket is not this entry's to drop.
+    if (this.entries.get(key) === e) this.entries.delete(key);
   }
 
   /** Reads the bucket and sets its timer for the renewal time of what is stored now. */
@@ -233,14 +243,24 @@ export class RenewalScheduler {
   private async renew(entry: Entry): Promise<void> {
     const { provider, bucket } = entry;
     try {
-      await this.renewer.refresh(provider, bucket, undefined, { renewal: true });
+      const token = await this.renewer.refresh(provider, bucket, undefined, { renewal: true });
       if (this.stopped) return;
-      this.entries.delete(keyOf(provider, bucket));
+      if (this.entries.get(keyOf(provider, bucket)) === entry && versionOf(token) === entry.version && this.tokens.lastRefreshResult(token) === 'REFRESH_FAILED') {
+        // Left alone inside the cooldown because another process (or a get_token here) tried moments
+        // ago and failed: that failure is this renewal's too. Planning afresh would reset the count
+        // and the back-off, so daemons sharing a store would retry a down server every cooldown.
+        this.failed(entry, new ProxyError('REFRESH_FAILED', `The last refresh of ${provider}/${bucket} failed`));
+        return;
+      }
       // What is stored now (renewed here or by another process, or left alone inside the cooldown,
-      // which plan() waits out) gets its own plan.
+      // which plan() waits out) gets its own plan. The save of a renewed token has already planned
+      // it (onChange): that plan is dropped with its timer, or the timer would outlive stop().
+      const current = this.entries.get(keyOf(provider, bucket));
+      if (current) this.forget(current);
       await this.plan(provider, bucket);
     } catch (err) {
-      if (this.stopped) return;
+      // A new token stored meanwhile has its own plan; this failure is about the old one.
+      if (this.stopped || this.entries.get(keyOf(provider, bucket)) !== entry) return;
       this.failed(entry, err);
     }
   }
