@@ -19,7 +19,7 @@ function real(p: string): string {
   }
 }
 
-export function credentialPaths(env: NodeJS.ProcessEnv, daemonDir: string): string[] {
+export function credentialPaths(env: NodeJS.ProcessEnv, daemonDir: string, fromDaemon: readonly string[] = []): string[] {
   const home = env.HOME && path.isAbsolute(env.HOME) ? env.HOME : os.homedir();
   const paths = [
     dataDir(env),
@@ -31,5 +31,7 @@ export function credentialPaths(env: NodeJS.ProcessEnv, daemonDir: string): stri
     path.join(home, '.qwen', 'oauth_creds.json'),
   ];
   if (env.XDG_RUNTIME_DIR && path.isAbsolute(env.XDG_RUNTIME_DIR)) paths.push(env.XDG_RUNTIME_DIR);
+  // The daemon's own (its data directory, config, sockets), which this environment may not name.
+  paths.push(...fromDaemon);
   return [...new Set(paths.map(real))];
 }

@@ -52,6 +52,12 @@ export interface StartOptions extends DaemonOptions {
   timing?: Partial<TokenTiming>;
   /** How long get_token of a still-valid token waits for its refresh before serving it as stored (2 s). */
   refreshWaitMs?: number;
+  /**
+   * Host paths that hold this daemon's secrets beyond its sockets (data directory, config file).
+   * daemon_status reports them with the socket paths, so a launcher hides them from its sandbox
+   * even when they are not where the launcher's own environment would look.
+   */
+  hostPaths?: readonly string[];
   /** Proactive renewal of stored tokens (on by default with `providers`); false turns it off. */
   renewal?: RenewalOptions | false;
 }
@@ -137,6 +143,8 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
         ...(tcpAddress ? [{ kind: 'tcp', ...tcpAddress }] : []),
       ],
       connections: { total: connections.size, limit: limits.maxConnections },
+      // Paths, not secrets: what a launcher must keep out of a sandbox (§11 launcher rules).
+      protected_paths: [...new Set([...(options.hostPaths ?? []).map((p) => path.resolve(p)), socketPath, controlPath, dir])],
       tokens: await tokenSummary(tokens, renewal),
     }),
   });

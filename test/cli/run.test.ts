@@ -405,6 +405,16 @@ describe.skipIf(!needBwrap)('credproxy run --sandbox bwrap', { timeout: 90_000 }
     expect(dataParent.stderr).toMatch(/credentials|would make your home directory writable/);
   });
 
+  it('hides what the DAEMON reports as its own, even when run\'s environment names another data directory', async () => {
+    // run's environment points elsewhere; only daemon_status's protected_paths names the real data dir.
+    const elsewhere = path.join(ws, 'not-the-daemons');
+    const env = { CREDPROXY_HOME: elsewhere, XDG_RUNTIME_DIR: elsewhere, HOME: elsewhere };
+    const result = await run(['--daemon', daemon.control, '--sandbox', 'bwrap', '--mount', `${box.env.CREDPROXY_HOME!}:/d:ro`], ['ls', '/d'], { env }).exit;
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/is inside .*, which holds credentials; it cannot be mounted into a sandbox/);
+    expect(result.stdout).toBe('');
+  });
+
   it('an llxprt-code-style child: socket from LLXPRT_CREDENTIAL_SOCKET, with --tcp the token from fd 3 as 64 hex + newline', async () => {
     const requests = JSON.stringify([{ op: 'get_token', payload: { provider: 'github' } }]);
     for (const extra of [[], ['--tcp']]) {

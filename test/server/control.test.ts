@@ -207,6 +207,8 @@ describe('sandbox sockets (grant_open)', () => {
     const status = (await c.request('daemon_status')).data as Record<string, unknown>;
     expect(status).toMatchObject({ pid: process.pid, store: 'memory', uptime_s: expect.any(Number), sessions: [] });
     expect(status.listeners).toEqual(expect.arrayContaining([{ kind: 'main', path: d.socketPath }, { kind: 'control', path: d.daemon.controlPath }, expect.objectContaining({ kind: 'sandbox', grant_id })]));
+    // Paths a launcher must keep out of its sandbox: at least the daemon's own sockets and directory.
+    expect(status.protected_paths).toEqual(expect.arrayContaining([d.socketPath, d.daemon.controlPath, d.dir]));
     expect(status.tokens).toContainEqual({ provider: 'anthropic', bucket: 'default', expiry: expect.any(Number), refresh_token: true, needs_login: false });
     expect(JSON.stringify(status)).not.toContain('at-anthropic');
     c.close();

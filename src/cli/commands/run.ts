@@ -89,6 +89,7 @@ async function useDaemon(opts: RunOptions, cmd: Command, say: (line: string) => 
       keys: opened.keys,
       providers: registry,
       audit: path.join(opened.dataDir, 'audit.log'),
+      hostPaths: [opened.dataDir],
       // A daemon that ends with this run must not be found by another one.
       discovery: false,
       ...(opts.tcp && { tcp: '127.0.0.1:0' }),
@@ -109,8 +110,13 @@ async function useDaemon(opts: RunOptions, cmd: Command, say: (line: string) => 
 }
 
 /** The daemon's loopback TCP listener, which `--tcp` needs. */
-async function tcpListener(client: ProxyClient): Promise<{ host: string; port: number }> {
-  const status = await client.request('daemon_status', {});
+/** What the daemon says must stay out of a sandbox: its data directory, config, sockets. */
+function daemonProtectedPaths(status: Record<string, unknown>): string[] {
+  const paths = Array.isArray(status.protected_paths) ? status.protected_paths : [];
+  return paths.filter((p): p is string => typeof p === 'string' && path.isAbsolute(p));
+}
+
+function tcpListener(status: Record<string, unknown>): { host: string; port: number } {
   const listeners = (status.listeners ?? []) as Array<{ kind?: string; host?: string; port?: number }>;
   const tcp = listeners.find((l) => l.kind === 'tcp' && typeof l.host === 'string' && typeof l.port === 'number');
   if (!tcp) throw new CliError('--tcp: the running daemon has no TCP listener; restart it with `credproxy serve --tcp 127.0.0.1:0`');
@@ -149,11 +155,12 @@ async function run(command: string, args: string[], opts: RunOptions, cmd: Comma
   const client = controlClient(daemon.control);
   let opened: { grant_id: string } | undefined;
   try {
-    const tcp = opts.tcp ? await tcpListener(client) : undefined;
+    const status = await client.request('daemon_status', {});
+    const tcp = opts.tcp ? tcpListener(status) : undefined;
     const grantOpened = await openGrant(client, grant, command, opts.tcp === true);
     opened = grantOpened;
     say(`grant ${grantOpened.grant_id}: socket ${grantOpened.socket}`);
-    const protectedPaths = credentialPaths(process.env, path.dirname(daemon.control));
+    const protectedPaths = credentialPaths(process.env, path.dirname(daemon.control), daemonProtectedPaths(status));
     const request: LaunchRequest = {
       command,
       args,

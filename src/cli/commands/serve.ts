@@ -83,6 +83,7 @@ Stop it with SIGTERM to the pid in current.json (credproxy status names it).`,
           audit,
           ...(opts.tcp !== undefined && { tcp: opts.tcp }),
           providers: registry,
+          hostPaths: [stores.dataDir, ...(opts.config !== undefined ? [path.resolve(opts.config)] : [])],
           handleSignals: true,
           log: (line: string) => warn(line),
         }).catch((err: unknown) => {
