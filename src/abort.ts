@@ -25,3 +25,20 @@ export function raceAbort<T>(promise: Promise<T>, signal: AbortSignal, aborted: 
     );
   });
 }
+
+/**
+ * Resolves after `ms`, or at once when `signal` aborts (the caller then checks the signal). With
+ * `unref` the wait alone does not keep the process alive.
+ */
+export function pause(ms: number, signal?: AbortSignal, { unref = false } = {}): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    if (unref) timer.unref();
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}

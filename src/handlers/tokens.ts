@@ -1,7 +1,7 @@
 /** Token ops: get_token, save_token, remove_token, list_providers, list_buckets, get_bucket_stats. */
 import { allowsBucket, allowsProvider } from '../auth/grants.js';
 import { sanitizeToken } from '../oauth/token.js';
-import { raceAbort } from '../abort.js';
+import { pause, raceAbort } from '../abort.js';
 import { errors, ProxyError } from '../protocol/errors.js';
 import { bucketOrDefault } from '../protocol/names.js';
 import type { StoredToken } from '../store/types.js';
@@ -9,20 +9,6 @@ import type { Handler, HandlerContext } from './context.js';
 
 /** PROTOCOL.md §6 get_token: "if that fails or takes more than about 2 s". */
 const DEFAULT_REFRESH_WAIT_MS = 2_000;
-
-/** Resolves after `ms`, or at once when `signal` aborts; never keeps the process alive. */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    timer.unref();
-    signal.addEventListener('abort', done, { once: true });
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-  });
-}
 
 /**
  * The token to serve: the stored one, refreshed first when it is within the refresh margin and the
@@ -47,7 +33,7 @@ async function freshToken(ctx: HandlerContext, provider: string, bucket: string,
     (error: unknown) => ({ error }),
   );
   const outcome = ctx.tokens.isValid(stored)
-    ? await Promise.race([refreshing, pause(ctx.refreshWaitMs ?? DEFAULT_REFRESH_WAIT_MS, ctx.signal).then(() => null)])
+    ? await Promise.race([refreshing, pause(ctx.refreshWaitMs ?? DEFAULT_REFRESH_WAIT_MS, ctx.signal, { unref: true }).then(() => null)])
     : await raceAbort(refreshing, ctx.signal, errors.cancelled);
   if (outcome && 'token' in outcome && ctx.tokens.isValid(outcome.token)) return outcome.token;
   if (ctx.signal.aborted) throw errors.cancelled();

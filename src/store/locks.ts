@@ -6,7 +6,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
-import { raceAbort } from '../abort.js';
+import { pause, raceAbort } from '../abort.js';
 import { StoreError } from './types.js';
 
 /** Serializes async work per key inside one process; FIFO, no polling. */
@@ -74,19 +74,6 @@ const processMutex = new KeyedMutex();
 // path (e.g. a withTokenLock body calling a helper that takes the same lock) runs directly instead
 // of deadlocking until the wait times out.
 const held = new AsyncLocalStorage<readonly Holder[]>();
-
-/** Waits `ms`, or less when `signal` aborts first (the caller then checks the signal). */
-function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-  });
-}
 
 /**
  * Runs `fn` holding the in-process lock `key`; a nested call for the same key runs directly. An
