@@ -60,7 +60,7 @@ describe('status per bucket', () => {
     });
     expect(report.warnings).toContain('gemini/work: the provider rejected its refresh token; run credproxy login gemini --bucket work');
     const text = (await cli(['status'])).stdout;
-    expect(text).toMatch(/gemini\/work .*last refresh: 6\ds ago REAUTH_REQUIRED {2}NEEDS LOGIN: credproxy login gemini --bucket work/);
+    expect(text).toMatch(/gemini\/work .*last refresh: 1m ago REAUTH_REQUIRED {2}NEEDS LOGIN: credproxy login gemini --bucket work/);
     expect(text).not.toContain(secret);
   });
 
@@ -77,6 +77,6 @@ describe('status per bucket', () => {
     // L = 1 h: lead min(max(300 s, 360 s), 1800 s) = 360 s, jitter up to min(30 s, 360 s) = 30 s.
     expect(token.nextRenewal).toBeGreaterThanOrEqual(expiry * 1000 - 360_000 - 30_000 - 2_000);
     expect(token.nextRenewal).toBeLessThanOrEqual(expiry * 1000 - 360_000 + 2_000);
-    expect((await cli(['status'])).stdout).toMatch(/anthropic\/default .*next renewal: in (5\dm|60m)/);
+    expect((await cli(['status'])).stdout).toMatch(/anthropic\/default .*next renewal: in 5\dm/);
   });
 });

@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import { TokenService } from '../../oauth/TokenService.js';
 import { secondsToExpiry } from '../../oauth/token.js';
 import { StoreError } from '../../store/types.js';
-import { describeExpiry } from '../util/duration.js';
+import { describeExpiry, formatDuration } from '../util/duration.js';
 import { daemonSocket, type DaemonSocket } from '../util/proxy.js';
 import { keyFileWarning, withHostStores, type HostStores } from '../util/stores.js';
 
@@ -128,21 +128,14 @@ function tokenLine(t: TokenStatus, width: number, nowMs: number): string {
   return `  ${name}  ${parts.join('  ')}`;
 }
 
-/** "42s ago", "5m ago", "3h ago". */
+/** "42s ago", "5m ago", "3h 5m ago" (the project's one duration format). */
 function describeAgo(ms: number): string {
-  return `${shortSpan(ms)} ago`;
+  return `${formatDuration(ms / 1000)} ago`;
 }
 
 /** "in 42s", or "now" for a due time already passed. */
 function describeIn(ms: number): string {
-  return ms <= 0 ? 'now' : `in ${shortSpan(ms)}`;
-}
-
-function shortSpan(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 120) return `${s}s`;
-  if (s < 7200) return `${Math.round(s / 60)}m`;
-  return `${Math.round(s / 3600)}h`;
+  return ms <= 0 ? 'now' : `in ${formatDuration(ms / 1000)}`;
 }
 
 /** The human-readable report. */
@@ -162,22 +155,19 @@ export function renderStatus(r: StatusReport, nowMs = Date.now()): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** When the running daemon will renew each bucket (daemon_status over its control socket); none on any failure. */
+/** When the running daemon will renew each bucket (its daemon_status); none on any failure. */
 async function renewalTimes(): Promise<Map<string, number>> {
   const times = new Map<string, number>();
-  const { controlClient, daemonControlPath } = await import('../util/control.js');
+  const { daemonControlPath, daemonStatus } = await import('../util/control.js');
   const target = await daemonControlPath(undefined);
   if (!target) return times;
-  const client = controlClient(target.control);
   try {
-    const status = await client.request('daemon_status', {}, { timeoutMs: 2_000 });
+    const status = await daemonStatus(target.control, 2_000);
     for (const t of (status.tokens ?? []) as Array<{ provider?: unknown; bucket?: unknown; next_renewal?: unknown }>) {
       if (typeof t.provider === 'string' && typeof t.bucket === 'string' && typeof t.next_renewal === 'number') times.set(`${t.provider}/${t.bucket}`, t.next_renewal);
     }
   } catch {
     // The report stands without the renewal times.
-  } finally {
-    await client.close();
   }
   return times;
 }

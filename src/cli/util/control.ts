@@ -1,5 +1,6 @@
 /** Host-side access to a running daemon's control socket (PROTOCOL.md §11): admin ops only. */
 import { ProxyClient } from '../../client/ProxyClient.js';
+import type { JsonObject } from '../../protocol/framing.js';
 import { findAnsweringDaemon, type DiscoveryEntry } from '../../server/discovery.js';
 
 /**
@@ -15,4 +16,14 @@ export async function daemonControlPath(explicit: string | undefined, env: NodeJ
   if (explicit !== undefined) return { control: explicit, entry: null };
   const entry = await findAnsweringDaemon(env);
   return entry ? { control: entry.control, entry } : null;
+}
+
+/** One daemon_status over a connection of its own (closed after); rejects as the client does. */
+export async function daemonStatus(controlPath: string, timeoutMs: number): Promise<JsonObject> {
+  const client = controlClient(controlPath);
+  try {
+    return await client.request('daemon_status', {}, { timeoutMs });
+  } finally {
+    await client.close();
+  }
 }

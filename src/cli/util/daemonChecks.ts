@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { DISCOVERY_FILE, PACKAGE_VERSION, type DiscoveryEntry } from '../../server/discovery.js';
 import { defaultSocketDir } from '../../server/socketPath.js';
 import { ok, problem, sh, warnCheck, type Check } from './check.js';
-import { controlClient, daemonControlPath } from './control.js';
+import { daemonControlPath, daemonStatus } from './control.js';
 import { formatDuration } from './duration.js';
 
 /** daemon_status reads memory only; a daemon that takes longer than this is itself the finding. */
@@ -41,14 +41,11 @@ export type DaemonSummary = z.output<typeof statusSchema>;
 export async function daemonChecks(explicit: string | undefined, env: NodeJS.ProcessEnv, nowMs: number): Promise<{ checks: Check[]; daemon?: DaemonSummary }> {
   const target = await daemonControlPath(explicit, env);
   if (!target) return { checks: [ok('daemon', `no daemon running (no live entry in ${discoveryFile(env)}); start one with \`credproxy serve\``)] };
-  const client = controlClient(target.control);
   let reply: unknown;
   try {
-    reply = await client.request('daemon_status', {}, { timeoutMs: STATUS_TIMEOUT_MS });
+    reply = await daemonStatus(target.control, STATUS_TIMEOUT_MS);
   } catch (err) {
     return { checks: [unreachable(target.control, target.entry, err, env)] };
-  } finally {
-    await client.close();
   }
   const parsed = statusSchema.safeParse(reply);
   if (!parsed.success) {
