@@ -74,22 +74,16 @@ async function useDaemon(opts: RunOptions, cmd: Command, say: (line: string) => 
     return { control: running.control };
   }
   // Loaded only here: with a daemon running, `run` needs no store, OAuth or server code.
-  const [{ startDaemon }, stores, { registryFromConfig }] = await Promise.all([
-    import('../../server/daemon.js'),
+  const [{ startHostDaemon }, stores, { registryFromConfig }] = await Promise.all([
+    import('../util/hostDaemon.js'),
     import('../util/stores.js'),
     import('../util/loginConfig.js'),
   ]);
   const registry = registryFromConfig(undefined);
   const opened = await stores.openHostStores(storeChoice(cmd));
   try {
-    // The audit log's directory (a memory store never made it).
-    fs.mkdirSync(opened.dataDir, { recursive: true, mode: 0o700 });
-    const daemon = await startDaemon({
-      tokens: opened.tokens,
-      keys: opened.keys,
+    const daemon = await startHostDaemon(opened, {
       providers: registry,
-      audit: path.join(opened.dataDir, 'audit.log'),
-      hostPaths: [opened.dataDir],
       // A daemon that ends with this run must not be found by another one.
       discovery: false,
       ...(opts.tcp && { tcp: '127.0.0.1:0' }),
@@ -105,11 +99,10 @@ async function useDaemon(opts: RunOptions, cmd: Command, say: (line: string) => 
     };
   } catch (err) {
     await stores.closeHostStores(opened);
-    throw new CliError(err instanceof Error ? err.message : String(err));
+    throw err;
   }
 }
 
-/** The daemon's loopback TCP listener, which `--tcp` needs. */
 /** What the daemon says must stay out of a sandbox: its data directory, config, sockets. */
 function daemonProtectedPaths(status: Record<string, unknown>): string[] {
   const paths = Array.isArray(status.protected_paths) ? status.protected_paths : [];

@@ -1,10 +1,9 @@
 /** `credproxy serve`: run the daemon in the foreground until SIGINT/SIGTERM/SIGHUP, or start it in the background (--detach). */
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { loadPolicy, type Policy } from '../../auth/policy.js';
-import { startDaemon } from '../../server/daemon.js';
 import { CliError, warn } from '../util/errors.js';
+import { startHostDaemon } from '../util/hostDaemon.js';
 import { registryFromConfig } from '../util/loginConfig.js';
 import { SERVE_LOG, serveDetached } from '../util/serveDetach.js';
 import { parseTcp, parseUid } from '../util/serveArgs.js';
@@ -67,28 +66,17 @@ Stop it with SIGTERM to the pid in current.json (credproxy status names it).`,
 
       const stores = await openHostStores(storeChoice(cmd));
       try {
-        let audit = opts.audit;
-        if (audit === undefined) {
-          // A file by default: on stderr the audit trail would drown the daemon's own messages.
-          await mkdir(stores.dataDir, { recursive: true, mode: 0o700 });
-          audit = path.join(stores.dataDir, 'audit.log');
-        }
-        const daemon = await startDaemon({
-          tokens: stores.tokens,
-          keys: stores.keys,
+        const daemon = await startHostDaemon(stores, {
           ...(socketPath !== undefined && { socketPath }),
           ...(policy !== undefined && { policy }),
           // The daemon adds the policy file's allowUids to these.
           ...(opts.allowUid !== undefined && { allowUids: opts.allowUid }),
-          audit,
+          ...(opts.audit !== undefined && { audit: opts.audit }),
           ...(opts.tcp !== undefined && { tcp: opts.tcp }),
+          ...(opts.config !== undefined && { configPath: opts.config }),
           providers: registry,
-          hostPaths: [stores.dataDir, ...(opts.config !== undefined ? [path.resolve(opts.config)] : [])],
           handleSignals: true,
           log: (line: string) => warn(line),
-        }).catch((err: unknown) => {
-          // The daemon's start errors (path too long, unsafe directory, address in use) are written for users.
-          throw new CliError(err instanceof Error ? err.message : String(err));
         });
 
         // Reported once the daemon is up, so a start-up failure stays a single error line.
