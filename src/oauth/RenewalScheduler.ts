@@ -63,6 +63,17 @@ interface Entry {
   lastError?: string;
 }
 
+function describe(e: Entry): RenewalStatus {
+  return {
+    provider: e.provider,
+    bucket: e.bucket,
+    state: e.state,
+    ...((e.state === 'scheduled' || e.state === 'backoff') && { next_renewal: e.due }),
+    failures: e.failures,
+    ...(e.lastError !== undefined && { last_error: e.lastError }),
+  };
+}
+
 const keyOf = (provider: string, bucket: string): string => `${provider}\u0000${bucket}`;
 const versionOf = (token: StoredToken): string => `${token.expiry}\u0000${token.access_token.length}\u0000${token.access_token.slice(-8)}`;
 
@@ -120,14 +131,13 @@ export class RenewalScheduler {
 
   /** One line per planned bucket, for daemon_status and status. */
   status(): RenewalStatus[] {
-    return [...this.entries.values()].map((e) => ({
-      provider: e.provider,
-      bucket: e.bucket,
-      state: e.state,
-      ...((e.state === 'scheduled' || e.state === 'backoff') && { next_renewal: e.due }),
-      failures: e.failures,
-      ...(e.lastError !== undefined && { last_error: e.lastError }),
-    }));
+    return [...this.entries.values()].map(describe);
+  }
+
+  /** The plan of one bucket, or undefined when none is planned. */
+  statusOf(provider: string, bucket: string): RenewalStatus | undefined {
+    const e = this.entries.get(keyOf(provider, bucket));
+    return e && describe(e);
   }
 
   /** Cancels every timer; resolves once no plan or renewal of this scheduler is still running. */

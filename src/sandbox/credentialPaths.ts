@@ -11,7 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { dataDir } from '../paths.js';
 
-function real(p: string): string {
+/** `p` through its symlinks, or as given (made absolute) when it does not exist (yet). */
+export function real(p: string): string {
   try {
     return fs.realpathSync(p);
   } catch {

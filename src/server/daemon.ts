@@ -292,13 +292,12 @@ async function listenTcp(tcp: { host: string; port: number }, spec: string, onSo
 
 /** daemon_status's tokens: where they are, when they expire, how the last refresh went and the next renewal — never a value. */
 async function tokenSummary(tokens: TokenService, renewal: RenewalScheduler | null): Promise<Array<Record<string, unknown>>> {
-  const plans = new Map((renewal?.status() ?? []).map((p) => [`${p.provider}\u0000${p.bucket}`, p]));
   const out = [];
   for (const provider of await tokens.listProviders()) {
     for (const bucket of await tokens.listBuckets(provider)) {
       const token = await tokens.read(provider, bucket);
       if (!token) continue;
-      const plan = plans.get(`${provider}\u0000${bucket}`);
+      const plan = renewal?.statusOf(provider, bucket);
       const attempted = tokens.lastRefreshAttempt(token);
       const result = tokens.lastRefreshResult(token);
       out.push({

@@ -4,11 +4,10 @@
  * only that grant's socket, and closes the grant when COMMAND ends. The grant lives on this
  * process's control connection, so a `run` killed outright takes its grant with it (§11).
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import type { ProxyClient } from '../../client/ProxyClient.js';
-import { credentialPaths } from '../../sandbox/credentialPaths.js';
+import { credentialPaths, real } from '../../sandbox/credentialPaths.js';
 import { closeInheritedDescriptors, inheritableDescriptors } from '../../sandbox/descriptors.js';
 import { GrantSpecError, grantRequest, type GrantRequest } from '../../sandbox/grantSpec.js';
 import { launchPlan } from '../../sandbox/launchPlan.js';
@@ -196,12 +195,7 @@ async function run(command: string, args: string[], opts: RunOptions, cmd: Comma
 /** $HOME through its symlinks (mounts are compared by real path), or undefined without one. */
 function realHome(): string | undefined {
   const home = process.env.HOME;
-  if (!home || !path.isAbsolute(home)) return undefined;
-  try {
-    return fs.realpathSync(home);
-  } catch {
-    return home;
-  }
+  return home && path.isAbsolute(home) ? real(home) : undefined;
 }
 
 function workspaceMountsOrUsage(...args: Parameters<typeof workspaceMounts>): ReturnType<typeof workspaceMounts> {
