@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startAuthServer, type AuthServer } from '../helpers/authServer.js';
+import { writeProviderConfig } from '../helpers/providerLogin.js';
 import { RawClient } from '../helpers/rawClient.js';
 import { CLI, finished, makeSandbox, ROOT, runCli, type RunResult, type Sandbox } from './cliHarness.js';
 
@@ -43,20 +44,7 @@ beforeAll(async () => {
   box = makeSandbox();
   ws = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'cprun-ws-')));
   fs.mkdirSync(box.env.CREDPROXY_HOME!, { recursive: true, mode: 0o700 });
-  fs.writeFileSync(
-    path.join(box.env.CREDPROXY_HOME!, 'config.json'),
-    JSON.stringify({
-      providers: {
-        myidp: {
-          clientId: idp.clientId,
-          issuer: idp.issuer,
-          scopes: idp.scopes.split(' '),
-          flows: ['device_code'],
-          endpoints: { authorization: idp.endpoints.authorization, token: idp.endpoints.token, deviceAuthorization: idp.endpoints.deviceAuthorization },
-        },
-      },
-    }),
-  );
+  writeProviderConfig(path.join(box.env.CREDPROXY_HOME!, 'config.json'), idp, 'myidp');
   const expiry = Math.floor(Date.now() / 1000) + 3600;
   await cli(['import', 'github'], JSON.stringify({ access_token: GITHUB.access, refresh_token: GITHUB.refresh, expiry }));
   await cli(['import', 'gemini'], JSON.stringify({ access_token: GEMINI.access, refresh_token: GEMINI.refresh, expiry }));
