@@ -11,6 +11,16 @@ export interface Grant {
   providers: '*' | Readonly<Record<string, '*' | readonly string[]>>;
   keys: '*' | readonly string[];
   ops: readonly OpGroup[];
+  /** This grant's own per-connection limits (policy file), in place of the daemon's. */
+  limits?: GrantLimits;
+}
+
+/** Per-connection limits a policy can set for one grant (PROTOCOL.md §4's defaults otherwise). */
+export interface GrantLimits {
+  /** Requests in flight at once on one connection. */
+  inFlight?: number;
+  /** Requests per second on one connection. */
+  perSecond?: number;
 }
 
 export const FULL_GRANT: Grant = { id: 'full', providers: '*', keys: '*', ops: ['read', 'refresh', 'login', 'write'] };

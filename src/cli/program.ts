@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { oneLine } from './util/errors.js';
 import { storeOption } from './util/storeOption.js';
+import { commandWord } from './commandWord.js';
 
 /**
  * Each command's module, loaded only when that command runs (or for the full help): the helper
@@ -50,34 +51,13 @@ function configureTree(cmd: Command): void {
  * The command tree for `argv`: only the named command when the first word that names one does
  * (its own --help included), every command otherwise (`credproxy --help`, a typo's error).
  */
-/**
- * The command the arguments run: the first operand after the global options (`--store` takes a
- * value), when it names a command. Undefined — load them all — for help or version asked before
- * it, and for a word that is no command (commander then suggests the closest one).
- */
-function commandWord(args: readonly string[]): string | undefined {
-  for (let i = 0; i < args.length; i++) {
-    const word = args[i]!;
-    if (word === '--store') {
-      i += 1;
-      continue;
-    }
-    if (word.startsWith('-')) {
-      if (['-h', '--help', '-V', '--version'].includes(word)) return undefined;
-      continue;
-    }
-    return COMMANDS.some(([name]) => name === word) ? word : undefined;
-  }
-  return undefined;
-}
-
 export async function buildProgram(argv: readonly string[] = process.argv): Promise<Command> {
   const program = new Command('credproxy')
     .description('host-side credential broker: keeps refresh tokens and API keys on the host, serves short-lived access tokens to sandboxes')
     .version(packageVersion())
     .addOption(storeOption())
     .addHelpText('after', '\nData lives in $CREDPROXY_HOME, else $XDG_DATA_HOME/credproxy, else ~/.local/share/credproxy.');
-  const named = commandWord(argv.slice(2));
+  const named = commandWord(argv.slice(2), COMMANDS.map(([name]) => name));
   const chosen = named === undefined ? COMMANDS : COMMANDS.filter(([name]) => name === named);
   for (const command of await Promise.all(chosen.map(([, load]) => load()))) program.addCommand(command);
   configureTree(program);

@@ -1,10 +1,9 @@
 /**
  * The reference client of PROTOCOL.md §8: one lazily opened connection per client object, a
- * handshake first, requests correlated by `crypto.randomUUID()` ids, per-request timeouts that send
+ * handshake first, requests correlated by UUID-shaped ids (see nextRequestId), per-request timeouts that send
  * `cancel` on v2, idle close, and no replay after a lost connection. It imports only the pure,
  * dependency-free parts of src/protocol (and src/abort.ts) so that a sandboxed process loads nothing else.
  */
-import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import type { z } from 'zod';
 import { isErrorCode, type ErrorCode } from '../protocol/errors.js';
@@ -29,6 +28,20 @@ export type ClientErrorCode =
   | 'READ_ONLY';
 
 /** Every error the client surfaces: host error replies keep the host's code, message and retryAfter. */
+/**
+ * Request ids: 36 characters shaped like the UUIDs llxprt's client sends, unique within this
+ * process (a random prefix per process, then a counter). They are not secrets and name nothing,
+ * so no cryptographic randomness: loading node:crypto is a tenth of a sandbox helper's start-up.
+ */
+const hex = (digits: number): string =>
+  Array.from({ length: digits }, () => Math.floor(Math.random() * 16).toString(16)).join('');
+const ID_PREFIX = `${hex(8)}-${hex(4)}-4${hex(3)}-${hex(4)}-`;
+let idCounter = 0;
+function nextRequestId(): string {
+  idCounter += 1;
+  return ID_PREFIX + idCounter.toString(16).padStart(12, '0');
+}
+
 export class ProxyClientError extends Error {
   override readonly name = 'ProxyClientError';
   constructor(
@@ -234,7 +247,7 @@ export class ProxyClient {
   }
 
   private send(conn: Connection, op: OpName, payload: JsonObject, options: RequestOptions): Promise<JsonObject> {
-    const id = randomUUID();
+    const id = nextRequestId();
     const frame = encodeFrame({ v: conn.version, id, op, payload });
     const size = frame.length - HEADER_BYTES;
     if (size > conn.maxFrame) {
@@ -267,7 +280,7 @@ export class ProxyClient {
         conn.pending.delete(id);
         entry.reject(error);
         if (conn.version >= 2 && this.conn === conn) {
-          conn.socket.write(encodeFrame({ v: conn.version, id: randomUUID(), op: 'cancel', payload: { targetId: id } }));
+          conn.socket.write(encodeFrame({ v: conn.version, id: nextRequestId(), op: 'cancel', payload: { targetId: id } }));
         }
         if (conn.pending.size === 0) this.markIdle(conn);
       };

@@ -24,10 +24,12 @@ export class FrameError extends Error {
 
 /** Encodes one value as a single frame buffer (header + body), ready for one write. */
 export function encodeFrame(value: JsonObject): Buffer {
-  const body = Buffer.from(JSON.stringify(value), 'utf8');
-  const frame = Buffer.allocUnsafe(HEADER_BYTES + body.length);
-  frame.writeUInt32BE(body.length, 0);
-  body.copy(frame, HEADER_BYTES);
+  const json = JSON.stringify(value);
+  // Sized first and written in place: one buffer per frame, no intermediate copy.
+  const length = Buffer.byteLength(json, 'utf8');
+  const frame = Buffer.allocUnsafe(HEADER_BYTES + length);
+  frame.writeUInt32BE(length, 0);
+  frame.write(json, HEADER_BYTES, 'utf8');
   return frame;
 }
 

@@ -36,7 +36,8 @@ interface InFlight {
   meta: RequestMeta;
   /** Made when the handler first asks for its signal, or when the request is stopped. */
   abort: AbortController | null;
-  timer: NodeJS.Timeout;
+  /** performance.now() past which the request is answered with a timeout. */
+  deadline: number;
 }
 
 const HANDSHAKE_REJECT_GRACE_MS = 3_000;
@@ -46,11 +47,15 @@ const CONNECTION_CLOSED = failure('CANCELLED', 'Connection closed');
 export class Connection {
   private readonly decoder = new FrameDecoder(MAX_FRAME_V1);
   private readonly inFlight = new Map<string, InFlight>();
-  private readonly rate: RateLimiter;
+  private rate: RateLimiter;
+  /** The daemon's limits, with the grant's own in-flight and per-second limits once it is known. */
+  private limits: ConnectionLimits;
   /** Set by a successful handshake. */
   private caller: Caller | null = null;
   private handshakeTimer: NodeJS.Timeout | null;
   private partialTimer: NodeJS.Timeout | null = null;
+  /** One timer for every in-flight request's timeout, not one per request (see armDeadline). */
+  private deadlineTimer: NodeJS.Timeout | null = null;
   private closing = false;
   private idleWaiters: Array<() => void> = [];
 
@@ -60,6 +65,7 @@ export class Connection {
     private readonly peer: PeerCredentials | null,
     private readonly deps: ConnectionDeps,
   ) {
+    this.limits = deps.limits;
     this.rate = new RateLimiter(deps.limits.maxPerSecond);
     this.handshakeTimer = setTimeout(() => this.fail('HANDSHAKE_TIMEOUT'), deps.limits.handshakeTimeoutMs);
     transport.start(
@@ -143,6 +149,12 @@ export class Connection {
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
     this.caller = { conn: this.id, peer: this.peer, grant, version };
+    const own = grant.limits;
+    if (own) {
+      const base = this.deps.limits;
+      this.limits = { ...base, maxInFlight: own.inFlight ?? base.maxInFlight, maxPerSecond: own.perSecond ?? base.maxPerSecond };
+      this.rate = new RateLimiter(this.limits.maxPerSecond);
+    }
     this.decoder.setMaxFrame(version === 2 ? MAX_FRAME_V2 : MAX_FRAME_V1);
     this.write(encodeFrame(replyFrame({ v: version, op: 'handshake' }, { ok: true, data: { version } })));
     this.deps.dispatcher.note(this.subject, 'handshake', 'ok');
@@ -171,27 +183,23 @@ export class Connection {
     const dispatcher = this.deps.dispatcher;
     const id = requestId(frame.id);
     const op = typeof frame.op === 'string' && frame.op.length > 0 ? frame.op : null;
-    const meta = dispatcher.meta(id ?? 'unknown', op);
     // Every frame counts against the rate, malformed ones too: each costs a reply and an audit line.
-    if (!this.rate.tryTake(this.deps.now())) return this.answer(meta, failure('RATE_LIMITED', 'Too many requests', 1));
+    if (!this.rate.tryTake(this.deps.now())) return this.answer(dispatcher.meta(id ?? 'unknown', op), failure('RATE_LIMITED', 'Too many requests', 1));
     if (id === null || op === null) {
-      return this.answer({ ...meta, id: 'unknown' }, failure('INVALID_REQUEST', id === null ? 'Missing or invalid request id' : 'Missing or invalid op'));
+      return this.answer(dispatcher.meta('unknown', op), failure('INVALID_REQUEST', id === null ? 'Missing or invalid request id' : 'Missing or invalid op'));
     }
-    if (this.inFlight.has(id)) return this.answer(meta, failure('INVALID_REQUEST', 'Duplicate request id'));
+    if (this.inFlight.has(id)) return this.answer(dispatcher.meta(id, op), failure('INVALID_REQUEST', 'Duplicate request id'));
     const routed = dispatcher.route(caller, id, op, frame.payload);
     if (!routed.ok) return this.answer(routed.meta, routed.outcome);
     if (routed.op === 'cancel') return this.onCancel(routed.meta, routed.payload);
-    if (this.inFlight.size >= this.deps.limits.maxInFlight) {
-      return this.answer(routed.meta, failure('RESOURCE_EXHAUSTED', `Too many requests in flight (limit ${this.deps.limits.maxInFlight})`));
+    if (this.inFlight.size >= this.limits.maxInFlight) {
+      return this.answer(routed.meta, failure('RESOURCE_EXHAUSTED', `Too many requests in flight (limit ${this.limits.maxInFlight})`));
     }
     const prepared = dispatcher.prepare(caller, routed);
     if (!prepared.ok) return this.answer(prepared.meta, prepared.outcome);
-    const entry: InFlight = {
-      meta: prepared.meta,
-      abort: null,
-      timer: setTimeout(() => this.finish(entry, TIMED_OUT, true), this.deps.limits.operationTimeoutMs),
-    };
+    const entry: InFlight = { meta: prepared.meta, abort: null, deadline: performance.now() + this.deps.limits.operationTimeoutMs };
     this.inFlight.set(id, entry);
+    this.deadlineTimer ??= this.armDeadline(this.deps.limits.operationTimeoutMs);
     const control = {
       get signal(): AbortSignal {
         return (entry.abort ??= new AbortController()).signal;
@@ -201,13 +209,32 @@ export class Connection {
   }
 
   /**
+   * Times out what is due, then waits for the oldest request left. Requests share one timeout and
+   * the map keeps arrival order, so the first entry not yet due ends the scan. The timer is not
+   * cleared when a request finishes: it runs out at most once per timeout period and is armed again
+   * only while requests are in flight.
+   */
+  private armDeadline(ms: number): NodeJS.Timeout {
+    return setTimeout(() => {
+      this.deadlineTimer = null;
+      const now = performance.now();
+      for (const entry of this.inFlight.values()) {
+        if (entry.deadline > now) {
+          this.deadlineTimer = this.armDeadline(entry.deadline - now);
+          return;
+        }
+        this.finish(entry, TIMED_OUT, true);
+      }
+    }, Math.max(1, Math.ceil(ms)));
+  }
+
+  /**
    * The one reply of an in-flight request, unless it was already answered. A cancel or timeout
    * answers at once and aborts the work; the handler's later outcome is then dropped.
    */
   private finish(entry: InFlight, outcome: Outcome, stopWork = false): void {
     if (this.inFlight.get(entry.meta.id) !== entry) return;
     this.inFlight.delete(entry.meta.id);
-    clearTimeout(entry.timer);
     // Made here if the handler has not asked yet, so a signal it reads later is already aborted.
     if (stopWork) (entry.abort ??= new AbortController()).abort(outcome);
     this.answer(entry.meta, outcome);
@@ -235,8 +262,9 @@ export class Connection {
   private onClose(): void {
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     if (this.partialTimer) clearTimeout(this.partialTimer);
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = null;
     for (const entry of this.inFlight.values()) {
-      clearTimeout(entry.timer);
       (entry.abort ??= new AbortController()).abort(CONNECTION_CLOSED);
       // No reply can reach the client any more; the audit log still says the request existed.
       if (this.caller) this.deps.dispatcher.abandoned(this.caller, entry.meta);

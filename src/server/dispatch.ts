@@ -67,7 +67,8 @@ const TOKEN_REPLIES: ReadonlySet<HandlerOp> = new Set(['get_token', 'refresh_tok
 
 export class Dispatcher {
   /** Handler work still running, including work whose request was already answered (cancel, timeout). */
-  private readonly running = new Set<Promise<unknown>>();
+  private running = 0;
+  private idleWaiters: Array<() => void> = [];
 
   constructor(private readonly deps: DispatcherDeps) {}
 
@@ -118,8 +119,9 @@ export class Dispatcher {
   }
 
   /** Resolves once no handler work is running (so the stores can be closed after it). */
-  async idle(): Promise<void> {
-    while (this.running.size > 0) await Promise.allSettled([...this.running]);
+  idle(): Promise<void> {
+    if (this.running === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   /** The audit line of a request that can no longer be answered: its connection closed first. */
@@ -155,15 +157,19 @@ export class Dispatcher {
     const handler = this.deps.handlers[op] as (c: HandlerContext, p: unknown) => Promise<JsonObject>;
     try {
       checkScope(caller.grant, op, payload);
-      const work = handler(ctx, payload);
-      this.running.add(work);
-      const settled = (): boolean => this.running.delete(work);
-      void work.then(settled, settled);
-      const data = await work;
+    } catch (err) {
+      return { ...toFailure(err), cause: err };
+    }
+    this.running += 1;
+    try {
+      const data = await handler(ctx, payload);
       if (!sanitizedResult(op, data)) return failure('INTERNAL_ERROR', 'Internal error');
       return { ok: true, data };
     } catch (err) {
       return { ...toFailure(err), cause: err };
+    } finally {
+      this.running -= 1;
+      if (this.running === 0) for (const wake of this.idleWaiters.splice(0)) wake();
     }
   }
 

@@ -26,17 +26,15 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { AsyncEntry, findCredentialsAsync, type EntryOptions } from '@napi-rs/keyring';
+import { AsyncEntry, findCredentialsAsync } from '@napi-rs/keyring';
 import { isBucketName, isKeyName, isProviderName } from '../protocol/names.js';
 import { ensurePrivateDir, statSignature, writeFileAtomic } from './atomicWrite.js';
 import { checkKeyName, checkKeyValue, checkTokenNames, tokenToJson } from './document.js';
+import { KEYRING_ENTRY_OPTIONS, KEYRING_SERVICE } from './keyringNames.js';
 import { tokenLockPath, withFileLock } from './locks.js';
 import { StoreError, type KeyStore, type StoredToken, type TokenStore } from './types.js';
 
-export const KEYRING_SERVICE = 'credproxy';
-
-/** Pins the Secret Service on Linux; ignored elsewhere. Never the kernel keyring. */
-export const KEYRING_ENTRY_OPTIONS: EntryOptions = { linux: { store: 'secret-service' } };
+export { KEYRING_ENTRY_OPTIONS, KEYRING_SERVICE } from './keyringNames.js';
 
 export interface KeyringStoreOptions {
   /** Holds keyring.state and the lock directories. */

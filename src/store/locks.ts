@@ -90,13 +90,22 @@ function heldBy(key: string): Holder | undefined {
   return held.getStore()?.find((h) => h.path === key && !h.released);
 }
 
+/** Lock bodies running now, in every call chain. */
+let holding = 0;
+
 async function runHolding<T>(key: string, handle: LockHandle, fn: () => Promise<T>): Promise<T> {
   const holder: Holder = { path: key, released: false, handle };
+  holding += 1;
   try {
     return await held.run([...(held.getStore() ?? []), holder], fn);
   } finally {
     // Work the body left running after it returned must not count as holding the lock.
     holder.released = true;
+    // On Node 20 a live AsyncLocalStorage puts a hook on every promise the process makes (a third
+    // of a get_token's cost in the daemon); with no lock held there is nothing to find, so the
+    // storage is switched off until the next run() switches it on again.
+    holding -= 1;
+    if (holding === 0) held.disable();
   }
 }
 

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { FileStore, fileStorePaths, PASSPHRASE_ENV, passphraseFrom } from './fileStore.js';
-import { KEYRING_ENTRY_OPTIONS, KEYRING_SERVICE, KeyringStore } from './keyring.js';
+import { KEYRING_ENTRY_OPTIONS, KEYRING_SERVICE } from './keyringNames.js';
 import { MemoryStore } from './memory.js';
 import { StoreError, type KeyStore, type StoreBackend, type TokenStore } from './types.js';
 
@@ -48,7 +48,11 @@ export async function openStores(options: OpenStoresOptions): Promise<OpenedStor
   let store: TokenStore & KeyStore;
   if (decision.backend === 'memory') store = new MemoryStore();
   else if (decision.backend === 'file') store = await FileStore.open({ dataDir: options.dataDir, env });
-  else store = await KeyringStore.open({ dataDir: options.dataDir });
+  else {
+    // The native library is loaded only for this backend (it costs the daemon ~9 MB of memory).
+    const { KeyringStore } = await import('./keyring.js');
+    store = await KeyringStore.open({ dataDir: options.dataDir });
+  }
   return { tokens: store, keys: store, backend: decision.backend, reason, protects };
 }
 

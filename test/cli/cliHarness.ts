@@ -14,7 +14,8 @@ import type { StoredToken } from '../../src/store/types.js';
 import { sampleToken, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-export const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
+/** The binary as installed (package.json "bin"): the bundled launcher, which loads main.js for all but the helper path. */
+export const CLI = path.join(ROOT, 'dist', 'cli', 'credproxy.cjs');
 
 export interface RunResult {
   code: number | null;

@@ -6,6 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import { builtinModules } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -16,6 +17,7 @@ import { ROOT } from './cliHarness.js';
 
 const run = promisify(execFile);
 const RECORDER = path.join(ROOT, 'test', 'fixtures', 'load-recorder.mjs');
+const CJS_RECORDER = path.join(ROOT, 'test', 'fixtures', 'cjs-load-recorder.cjs');
 const DIST = `${pathToFileURL(path.join(ROOT, 'dist')).href}/`;
 const NODE_MODULES = `${pathToFileURL(path.join(ROOT, 'node_modules')).href}/`;
 
@@ -24,10 +26,12 @@ const NODE_MODULES = `${pathToFileURL(path.join(ROOT, 'node_modules')).href}/`;
  * for StoreError; it is the interfaces and that one class, with no imports of its own.
  */
 const ALLOWED = [
-  /^client\/(ProxyClient|ProxyKeyStore|ProxyTokenStore|capability|factory|replies)\.js$/,
+  /^client\/(ProxyClient|ProxyKeyStore|ProxyTokenStore|capability|proxyEnv|replies)\.js$/,
   /^protocol\/(errors|framing|names)\.js$/,
   /^(abort|paths)\.js$/,
-  /^cli\/util\/(errors|proxy|target|gitCredentialIo|execSpec|doubleDash)\.js$/,
+  /^cli\/util\/(errors|proxy|target|gitCredentialIo|gitCredentialHelper|execSpec|doubleDash)\.js$/,
+  // The helper path's option table (git-credential's defaults).
+  /^cli\/helperPath\.js$/,
   // Node built-ins only: how exec runs its command.
   /^sandbox\/runChild\.js$/,
   /^cli\/commands\/(gitCredential|exec)\.js$/,
@@ -61,14 +65,14 @@ describe.each(['cli/commands/gitCredential.js', 'cli/commands/exec.js'])('%s', (
   });
 });
 
-describe('the whole helper path through the credproxy binary', () => {
-  /** main.js loads only the command it runs; `token` also needs the pure token model and a duration formatter. */
-  const BINARY = [...ALLOWED, /^cli\/(main|program)\.js$/, /^cli\/util\/(storeOption|duration)\.js$/, /^cli\/commands\/token\.js$/, /^oauth\/token\.js$/];
+describe('the whole helper path through the CLI', () => {
+  /** main.js takes the helper path (helperPath.ts) without the command tree or commander. */
+  const BINARY = [...ALLOWED, /^cli\/(main|runCli|commandWord)\.js$/];
 
   it.each([
     ['token', ['token', 'github'], ''],
     ['git-credential', ['git-credential', 'get'], 'protocol=https\nhost=github.com\n\n'],
-  ])('`credproxy %s` through the proxy loads no store, OAuth, daemon or native code', async (_name, args, input) => {
+  ])('`credproxy %s` through the proxy loads no store, OAuth, daemon, native code or commander', async (_name, args, input) => {
     const d = await startTestDaemon();
     try {
       await d.store.saveToken('github', 'default', sampleToken({ access_token: 'gho-lean-path' }));
@@ -83,8 +87,44 @@ describe('the whole helper path through the credproxy binary', () => {
       const loaded = fs.readFileSync(log, 'utf8').split('\n').filter(Boolean);
       const ours = loaded.filter((u) => u.startsWith(DIST)).map((u) => u.slice(DIST.length));
       expect(ours.filter((f) => !BINARY.some((rule) => rule.test(f)))).toEqual([]);
-      const packages = loaded.filter((u) => u.startsWith(NODE_MODULES)).map((u) => u.slice(NODE_MODULES.length).split('/')[0]);
-      expect([...new Set(packages)]).toEqual(['commander']);
+      expect(loaded.filter((u) => u.startsWith(NODE_MODULES))).toEqual([]);
+    } finally {
+      await d.stop();
+    }
+  });
+
+  it.each([
+    ['token', ['token', 'github'], ''],
+    ['git-credential', ['git-credential', 'get'], 'protocol=https\nhost=github.com\n\n'],
+  ])('the bundled binary (credproxy.cjs) runs `credproxy %s` loading nothing but node built-ins', async (_name, args, input) => {
+    const d = await startTestDaemon();
+    try {
+      await d.store.saveToken('github', 'default', sampleToken({ access_token: 'gho-bundled-path' }));
+      const esmLog = path.join(tmp, `bin-esm-${args[0]}.log`);
+      const cjsLog = path.join(tmp, `bin-cjs-${args[0]}.log`);
+      fs.writeFileSync(esmLog, '');
+      const out = await new Promise<string>((resolve, reject) => {
+        const child = execFile(process.execPath, ['--require', CJS_RECORDER, path.join(ROOT, 'dist', 'cli', 'credproxy.cjs'), ...args], {
+          env: { PATH: process.env.PATH, CREDPROXY_LOAD_LOG: cjsLog, CREDPROXY_SOCKET: d.socketPath },
+        }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+        child.stdin!.end(input);
+      });
+      expect(out).toContain('gho-bundled-path');
+      const required = fs.readFileSync(cjsLog, 'utf8').split('\n').filter(Boolean);
+      expect(required.length).toBeGreaterThan(0);
+      // The first request is the bundle itself, as the main module.
+      expect(required[0]).toBe(path.join(ROOT, 'dist', 'cli', 'credproxy.cjs'));
+      expect(required.slice(1).filter((id) => !builtinModules.includes(id.replace(/^node:/, '')))).toEqual([]);
+      // And no ES module at all: the full CLI (main.js) was not loaded.
+      const again = await new Promise<string>((resolve, reject) => {
+        const child = execFile(process.execPath, ['--import', RECORDER, path.join(ROOT, 'dist', 'cli', 'credproxy.cjs'), ...args], {
+          env: { PATH: process.env.PATH, CREDPROXY_LOAD_LOG: esmLog, CREDPROXY_SOCKET: d.socketPath },
+        }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+        child.stdin!.end(input);
+      });
+      expect(again).toContain('gho-bundled-path');
+      const modules = fs.readFileSync(esmLog, 'utf8').split('\n').filter((u) => u.startsWith(DIST));
+      expect(modules.filter((u) => !u.endsWith('/cli/credproxy.cjs'))).toEqual([]);
     } finally {
       await d.stop();
     }

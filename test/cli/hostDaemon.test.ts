@@ -4,7 +4,7 @@
  * the daemon holds shows that a command went through it and not through the host store.
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ProxyClient } from '../../src/client/ProxyClient.js';
@@ -12,6 +12,7 @@ import { ProxyTokenStore } from '../../src/client/ProxyTokenStore.js';
 import { sampleToken, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { expectOneErrorLine, makeSandbox, runCli, startServe, type Sandbox } from './cliHarness.js';
 import { socketDir } from './detached.js';
+import { waitForAudit } from '../helpers/auditFile.js';
 
 let box: Sandbox;
 const children: ChildProcess[] = [];
@@ -88,7 +89,7 @@ describe('host commands with a daemon running', () => {
     const put = await host(['import', 'github', '--store', 'file'], JSON.stringify({ access_token: 'at-imported', expiry: nowSec() + 600 }));
     expect(put.code, put.stderr).toBe(0);
     expect((await host(['token', 'github'])).stdout).toBe('at-imported\n');
-    expect(readFileSync(path.join(box.env.CREDPROXY_HOME!, 'audit.log'), 'utf8')).toMatch(/"op":"get_token".*"outcome":"ok"/);
+    await waitForAudit(path.join(box.env.CREDPROXY_HOME!, 'audit.log'), /"op":"get_token".*"outcome":"ok"/);
   });
 
   it('CREDPROXY_SOCKET wins over the discovered daemon', async () => {

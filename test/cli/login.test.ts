@@ -11,6 +11,7 @@ import { renderUnicodeCompact } from 'uqr';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startAuthServer, type AuthServer } from '../helpers/authServer.js';
 import { CLI, expectOneErrorLine, finished, makeSandbox, runCli, spawnCli, type RunResult, type Sandbox } from './cliHarness.js';
+import { waitForAudit } from '../helpers/auditFile.js';
 
 let idp: AuthServer;
 let box: Sandbox;
@@ -195,8 +196,7 @@ describe('login through the proxy', () => {
     expect(result.code).toBe(130);
     expect(result.stdout).toBe('');
     expect(result.stderr.trimEnd().split('\n').at(-1)).toBe('credproxy: login cancelled');
-    const audit = readFileSync(path.join(box.env.CREDPROXY_HOME!, 'audit.log'), 'utf8');
-    expect(audit).toMatch(/"op":"oauth_cancel".*"outcome":"ok"/);
+    await waitForAudit(path.join(box.env.CREDPROXY_HOME!, 'audit.log'), /"op":"oauth_cancel".*"outcome":"ok"/);
     expect((await hostStatus()).tokens).toEqual([]);
   });
 
@@ -331,7 +331,7 @@ describe('login on the host with a daemon running', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(SUCCESS);
     expectNoSecrets(result);
-    expect(readFileSync(path.join(box.env.CREDPROXY_HOME!, 'audit.log'), 'utf8')).toMatch(/"op":"oauth_initiate".*"outcome":"ok"/);
+    await waitForAudit(path.join(box.env.CREDPROXY_HOME!, 'audit.log'), /"op":"oauth_initiate".*"outcome":"ok"/);
     // The host store got nothing; the daemon serves the token it stored.
     expect((await hostStatus()).tokens).toEqual([]);
     const token = await runCli(['token', 'myidp'], { env: box.env });

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ProxyClient } from '../../src/client/ProxyClient.js';
 import { makeSandbox, runCli, startServe, type RunResult, type Sandbox } from './cliHarness.js';
+import { waitForAudit } from '../helpers/auditFile.js';
 
 let box: Sandbox;
 let serving: ChildProcess | undefined;
@@ -67,8 +68,7 @@ describe('serve', () => {
     expect(missing.stderr).toBe('credproxy: No token for gemini/default\n');
 
     // The default audit log is <dataDir>/audit.log and records ops without secrets.
-    const audit = readFileSync(path.join(box.env.CREDPROXY_HOME!, 'audit.log'), 'utf8');
-    expect(audit).toContain('"op":"get_token"');
+    const audit = await waitForAudit(path.join(box.env.CREDPROXY_HOME!, 'audit.log'), '"op":"get_token"');
     expect(audit).not.toContain(access);
 
     child.kill('SIGTERM');

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { expectOneErrorLine, makeSandbox, runCli, type Sandbox } from './cliHarness.js';
 import { DetachedDaemons, readEntry, runsOurCli, socketDir, waitFor } from './detached.js';
+import { waitForAudit } from '../helpers/auditFile.js';
 
 let box: Sandbox;
 const daemons = new DetachedDaemons();
@@ -59,7 +60,7 @@ describe('serve --detach', () => {
     const token = await runCli(['token', 'github'], { env: sandboxEnv(entry.socket) });
     expect(token.code, token.stderr).toBe(0);
     expect(token.stdout).toBe(`${access}\n`);
-    expect(readFileSync(path.join(box.env.CREDPROXY_HOME!, 'audit.log'), 'utf8')).toContain('"op":"get_token"');
+    await waitForAudit(path.join(box.env.CREDPROXY_HOME!, 'audit.log'), '"op":"get_token"');
 
     // Its stderr went to the log, 0600.
     expect(statSync(log).mode & 0o777).toBe(0o600);

@@ -12,6 +12,7 @@ import { HOST_REFRESH_TOKEN, sampleToken, startTestDaemon, tempDir, type TestDae
 import { canSwitchUid, mustSwitchUid, OTHER_UID, OtherUidArea } from '../helpers/otherUid.js';
 import { allReceivedText, RawClient } from '../helpers/rawClient.js';
 import { scriptedDeviceProvider } from '../helpers/scriptedProvider.js';
+import { waitForAudit } from '../helpers/auditFile.js';
 
 const GRANT = { providers: { anthropic: ['default'] }, keys: ['openai'], ops: ['read'] };
 
@@ -193,12 +194,7 @@ describe('sandbox sockets (grant_open)', () => {
     for (const x of open) x.close();
     c.close();
     await expectGone(socket);
-    // The audit log is written asynchronously: wait for the line (bounded), rather than for time.
-    const deadline = Date.now() + 10_000;
-    while (!fs.readFileSync(auditFile, 'utf8').includes('"outcome":"CONNECTION_LIMIT"') && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    expect(fs.readFileSync(auditFile, 'utf8')).toContain('"outcome":"CONNECTION_LIMIT"');
+    await waitForAudit(auditFile, '"outcome":"CONNECTION_LIMIT"');
   });
 
   it('daemon_status: pid, version, store, listeners, connections, tokens — never a token value', async () => {

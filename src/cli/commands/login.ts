@@ -16,7 +16,9 @@ import { flowOption, registryFromConfig } from '../util/loginConfig.js';
 import { HostLoginBackend } from '../util/loginHost.js';
 import { loginFailure, successLine, unknownProvider } from '../util/loginMessages.js';
 import { TerminalLoginUi } from '../util/loginTerminal.js';
-import { daemonSocket, noDaemonOption, withDaemonClient } from '../util/proxy.js';
+import { noDaemonOption } from '../util/noDaemonOption.js';
+import { daemonSocket } from '../util/daemonSocket.js';
+import { withDaemonClient } from '../util/proxy.js';
 import { withHostStores } from '../util/stores.js';
 import { toTarget, type Target } from '../util/target.js';
 

@@ -2,7 +2,9 @@
 import { Command } from 'commander';
 import { TokenService } from '../../oauth/TokenService.js';
 import { CliError } from '../util/errors.js';
-import { daemonSocket, noDaemonOption, withDaemonClient } from '../util/proxy.js';
+import { noDaemonOption } from '../util/noDaemonOption.js';
+import { daemonSocket } from '../util/daemonSocket.js';
+import { withDaemonClient } from '../util/proxy.js';
 import { withHostStores } from '../util/stores.js';
 import { label, toTarget } from '../util/target.js';
 

@@ -7,7 +7,8 @@ import { TokenService } from '../../oauth/TokenService.js';
 import { secondsToExpiry } from '../../oauth/token.js';
 import { StoreError } from '../../store/types.js';
 import { describeExpiry, formatDuration } from '../util/duration.js';
-import { daemonSocket, type DaemonSocket } from '../util/proxy.js';
+import { daemonSocket } from '../util/daemonSocket.js';
+import { type DaemonSocket } from '../util/proxy.js';
 import { keyFileWarning, withHostStores, type HostStores } from '../util/stores.js';
 
 /** Below this, a token without a refresh token is worth a warning before it lapses. */

@@ -1,19 +1,14 @@
 /** `credproxy token PROVIDER`: print an access token — the one command that prints a secret. */
 import { Command } from 'commander';
-import { ProxyTokenStore } from '../../client/ProxyTokenStore.js';
 import { secondsToExpiry } from '../../oauth/token.js';
+import { DEFAULT_BUCKET } from '../../protocol/names.js';
 import { CliError } from '../util/errors.js';
 import { describeExpiry } from '../util/duration.js';
-import { daemonSocket, noDaemonOption, withDaemonClient, type DaemonSocket } from '../util/proxy.js';
+import { noDaemonOption } from '../util/noDaemonOption.js';
+import { daemonSocket } from '../util/daemonSocket.js';
+import { daemonAccessToken } from '../util/proxy.js';
 import { label, toTarget, type Target } from '../util/target.js';
 
-async function viaDaemon(found: DaemonSocket, target: Target): Promise<string | null> {
-  return withDaemonClient(found, async (client) => {
-    // The daemon refreshes a nearly expired token before answering (PROTOCOL.md §6).
-    const token = await new ProxyTokenStore(client).getToken(target.provider, target.bucket);
-    return token ? token.access_token : null;
-  });
-}
 
 async function fromHost(cmd: Command, target: Target): Promise<string | null> {
   // Loaded only here: the proxy path (every apiKeyHelper call in a sandbox) needs no store code.
@@ -34,7 +29,7 @@ export function tokenCommand(): Command {
   return new Command('token')
     .description('print the access token of PROVIDER/BUCKET on stdout')
     .argument('<provider>', 'provider name')
-    .option('--bucket <bucket>', 'bucket', 'default')
+    .option('--bucket <bucket>', 'bucket', DEFAULT_BUCKET)
     .addOption(noDaemonOption())
     .addHelpText(
       'after',
@@ -47,7 +42,8 @@ store (--store, which applies to that case only), and an expired token is an err
     .action(async (provider: string, opts: { bucket: string; daemon: boolean }, cmd: Command) => {
       const target = toTarget(provider, opts.bucket);
       const found = await daemonSocket(opts.daemon);
-      const accessToken = found ? await viaDaemon(found, target) : await fromHost(cmd, target);
+      // Through a daemon, which refreshes a nearly expired token before answering (PROTOCOL.md §6).
+      const accessToken = found ? await daemonAccessToken(found, target) : await fromHost(cmd, target);
       if (accessToken === null) throw new CliError(`No token for ${label(target)}`);
       process.stdout.write(`${accessToken}\n`);
     });

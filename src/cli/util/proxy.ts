@@ -1,11 +1,11 @@
 /**
  * When commands go through a daemon: in a sandbox, the one CREDPROXY_SOCKET names; on the host, the
- * running daemon that discovery finds (PROTOCOL.md §11).
+ * running daemon that discovery finds (PROTOCOL.md §11). Free of commander: the helper path
+ * (helperPath.ts) runs through here without the CLI parser.
  */
-import { Option } from 'commander';
 import { ProxyClient } from '../../client/ProxyClient.js';
 import { readCapabilityFromEnv } from '../../client/capability.js';
-import { proxyClientOptions, proxySocketFromEnv } from '../../client/factory.js';
+import { proxyClientOptions, proxySocketFromEnv } from '../../client/proxyEnv.js';
 import { ProxyTokenStore } from '../../client/ProxyTokenStore.js';
 import type { SanitizedToken } from '../../oauth/token.js';
 import { CliError } from './errors.js';
@@ -22,26 +22,6 @@ export interface DaemonSocket {
 }
 
 /**
- * The one decision of whether a command goes through a daemon: the socket variable when set, else
- * the running daemon of the default socket directory, else null (the command uses the host store).
- * `useDaemon: false` (--no-daemon) always answers null.
- */
-export async function daemonSocket(useDaemon = true, env: NodeJS.ProcessEnv = process.env): Promise<DaemonSocket | null> {
-  if (!useDaemon) return null;
-  const fromEnv = proxySocketFromEnv(env);
-  if (fromEnv) return { socketPath: fromEnv, source: 'env' };
-  // Loaded only here: the sandbox helpers always have the variable and must not load server code.
-  const { findAnsweringDaemon } = await import('../../server/discovery.js');
-  const entry = await findAnsweringDaemon(env);
-  return entry ? { socketPath: entry.socket, source: 'discovered', pid: entry.pid } : null;
-}
-
-/** `--no-daemon` for the commands that would otherwise go through a running daemon. */
-export function noDaemonOption(): Option {
-  return new Option('--no-daemon', 'use the host store (--store) even when CREDPROXY_SOCKET is set or a daemon is running');
-}
-
-/**
  * Runs `fn` against `found`. A discovered daemon's main socket gives the policy's default grant, which
  * may be narrower than what the host user means to do; its refusal then says how to bypass it.
  */
@@ -55,6 +35,11 @@ export async function withDaemonClient<T>(found: DaemonSocket, fn: (client: Prox
     }
     throw err;
   }
+}
+
+/** The access token of `target` through `found` (the daemon refreshes it first when needed); none is an error. */
+export async function daemonAccessToken(found: DaemonSocket, target: Target): Promise<string> {
+  return (await withDaemonClient(found, (client) => proxyToken(client, target))).access_token;
 }
 
 /** An UNAUTHORIZED answer, also when a command already turned it into its own CliError (login). */
