@@ -127,8 +127,8 @@ export async function run({ quick = false } = {}) {
     result.serial = await serialLatency(servers, quick ? { rounds: 8, round: 250, warmup: 500 } : { rounds: 40, round: 500, warmup: 2000 });
     for (const s of servers) await s.stop();
     // Throughput: nothing pinned; the clients and the server share the machine as they would.
-    if (serialCpu !== null) await unpinSelf();
-    ({ servers } = await startAll(path.join(dir), null).then((x) => x).catch(async (err) => { throw err; }));
+    if (serialCpu !== null) await pinSelf(`0-${machine().cores - 1}`);
+    ({ servers } = await startAll(dir, null));
     result.throughput = await throughput(servers, quick ? { connections: [1, 16, 64], rounds: 2, durationMs: 300 } : { connections: [1, 16, 64], rounds: 5, durationMs: 1000 });
     for (const s of servers) await s.stop();
   } finally {
@@ -137,14 +137,9 @@ export async function run({ quick = false } = {}) {
   return result;
 }
 
-async function pinSelf(cpu) {
-  await new Promise((resolve) => spawn('taskset', ['-pc', String(cpu), String(process.pid)], { stdio: 'ignore' }).once('exit', resolve));
-}
-async function unpinSelf() {
-  await new Promise((resolve) => spawn('taskset', ['-pc', `0-${require_cores() - 1}`, String(process.pid)], { stdio: 'ignore' }).once('exit', resolve));
-}
-function require_cores() {
-  return machine().cores;
+/** Moves this process to `cpus` (a taskset list); its children inherit it. */
+async function pinSelf(cpus) {
+  await new Promise((resolve) => spawn('taskset', ['-pc', String(cpus), String(process.pid)], { stdio: 'ignore' }).once('exit', resolve));
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

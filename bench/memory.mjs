@@ -1,7 +1,7 @@
-// Daemon memory and start-up: RSS of `credproxy serve` idle, and after 1 000 idle connections past
-// the handshake (from 4 client processes); process start to socket ready (the ready line, after
+// Daemon memory and start-up: RSS of `credproxy serve` right after its first request and once idle
+// (SETTLE_MS later), then with 1 000 idle connections past the handshake (from 4 client processes); process start to socket ready (the ready line, after
 // which the socket accepts), median of N starts, beside `node -e 0`.
-// Usage: node bench/memory.mjs [N]   (after `npm run build`)
+// Usage: node bench/memory.mjs [N] [SETTLE_MS]   (after `npm run build`)
 import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,7 +30,7 @@ async function idleConnections(socketPath, count, procs) {
   return () => Promise.all(children.map((c) => new Promise((r) => { c.once('exit', r); c.stdin.end(); })));
 }
 
-export async function run({ starts = 10 } = {}) {
+export async function run({ starts = 10, settleMs = 20_000 } = {}) {
   const { dir, cleanup } = scratch();
   try {
     const result = { idle: {}, startup: {} };
@@ -41,14 +41,16 @@ export async function run({ starts = 10 } = {}) {
       const c = await connectClient(server.socketPath);
       await c.request('get_token', { provider: 'anthropic' });
       c.close();
-      await settle(2000);
+      // Idle means idle: V8 returns memory some seconds after the last activity, not at once.
+      const justServed = rssMb(server.pid);
+      await settle(settleMs);
       const idle = rssMb(server.pid);
       const close = await idleConnections(server.socketPath, 1000, 4);
-      await settle(2000);
+      await settle(settleMs);
       const loaded = rssMb(server.pid);
       await close();
       await server.stop();
-      result.idle[kind] = { rssIdleMb: round(idle, 1), rssWith1000ConnectionsMb: round(loaded, 1), per1000ConnectionsMb: round(loaded - idle, 1) };
+      result.idle[kind] = { rssAfterFirstRequestMb: round(justServed, 1), rssIdleMb: round(idle, 1), rssWith1000ConnectionsMb: round(loaded, 1), per1000ConnectionsMb: round(loaded - idle, 1) };
     }
     for (const kind of ['memory', 'file']) {
       const times = [];
@@ -74,6 +76,6 @@ export async function run({ starts = 10 } = {}) {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const result = await run({ starts: Number(process.argv[2] ?? 10) });
+  const result = await run({ starts: Number(process.argv[2] ?? 10), settleMs: Number(process.argv[3] ?? 20_000) });
   console.log(JSON.stringify({ machine: machine(), ...result }, null, 2));
 }

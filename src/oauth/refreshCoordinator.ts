@@ -15,7 +15,7 @@ import type { TokenService } from './TokenService.js';
 import { mergeToken } from './token.js';
 import { writeBack } from './importers/writeBack.js';
 import { UpstreamError } from './upstream.js';
-import { raceAbort } from '../abort.js';
+import { pause, raceAbort } from '../abort.js';
 
 /** What the coordinator needs from a provider adapter (StandardAdapter has it). */
 export interface RefreshableAdapter {
@@ -50,6 +50,9 @@ export interface RefreshCoordinatorOptions extends RefreshTuning {
   tokens: TokenService;
   registry: RefreshRegistry;
 }
+
+/** How often a process waiting for another's refresh looks at the store's change stamp (a stat for the file store). */
+const REFRESH_WATCH_MS = 10;
 
 const OAUTH_TRANSIENT = new Set(['temporarily_unavailable', 'server_error', 'slow_down']);
 
@@ -131,22 +134,71 @@ export class RefreshCoordinator {
 
   private async run(adapter: RefreshableAdapter, provider: string, bucket: string, renewal: boolean): Promise<StoredToken> {
     const seen = usable(provider, bucket, await this.tokens.read(provider, bucket));
-    return this.tokens.locked(provider, bucket, async (locked) => {
-      const current = usable(provider, bucket, await locked.read());
-      // Another process refreshed (or logged in) while this one waited for the lock.
-      if (changedSince(seen, current) && !this.tokens.needsRefresh(current)) return current;
-      // Decided under the lock: of several daemons sharing the store, only the first renews.
-      if (renewal && !this.tokens.renewalDue(current)) return current;
+    // While another process holds the lock, its refresh is taken the moment it is stored, rather
+    // than after queueing for the lock behind every other process that waits for the same refresh.
+    const watching = new AbortController();
+    // Aborted only when the other process's result wins: it ends this process's wait for the lock
+    // (the handle's saves would refuse it too, so it is never aborted once the lock is held).
+    const lockWait = new AbortController();
+    const elsewhere = this.refreshedElsewhere(provider, bucket, seen, watching.signal);
+    const underLock = this.tokens.locked(
+      provider,
+      bucket,
+      async (locked) => {
+        // The lock is ours: from here on, this process decides (the watch could only see its own save).
+        watching.abort();
+        const current = usable(provider, bucket, await locked.read());
+        // Another process refreshed (or logged in) while this one waited for the lock.
+        if (changedSince(seen, current) && !this.tokens.needsRefresh(current)) return current;
+        // Decided under the lock: of several daemons sharing the store, only the first renews.
+        if (renewal && !this.tokens.renewalDue(current)) return current;
 
-      const waitMs = this.cooldownLeft(current);
-      if (waitMs > 0) {
-        if (this.tokens.isValid(current)) return current;
-        throw new ProxyError('RATE_LIMITED', `Token for ${provider}/${bucket} was refreshed moments ago; retry later`, Math.ceil(waitMs / 1000));
+        const waitMs = this.cooldownLeft(current);
+        if (waitMs > 0) {
+          if (this.tokens.isValid(current)) return current;
+          throw new ProxyError('RATE_LIMITED', `Token for ${provider}/${bucket} was refreshed moments ago; retry later`, Math.ceil(waitMs / 1000));
+        }
+        // Stamped before the call, so even an attempt that crashes mid-way starts the cooldown.
+        const stamped = this.tokens.withRefreshAttempt(current, this.tokens.now());
+        await locked.save(stamped);
+        return this.callUpstream(adapter, provider, bucket, stamped, locked.save);
+      },
+      lockWait.signal,
+    );
+    try {
+      return await Promise.race([underLock, elsewhere]);
+    } finally {
+      if (!watching.signal.aborted) {
+        // The other process's result won (or the wait failed): give up the wait, whose rejection
+        // with the abort nobody needs.
+        underLock.catch(() => undefined);
+        lockWait.abort();
+        watching.abort();
       }
-      // Stamped before the call, so even an attempt that crashes mid-way starts the cooldown.
-      const stamped = this.tokens.withRefreshAttempt(current, this.tokens.now());
-      await locked.save(stamped);
-      return this.callUpstream(adapter, provider, bucket, stamped, locked.save);
+    }
+  }
+
+  /**
+   * Resolves with the token once another process has stored a refreshed one (changed since `seen`,
+   * no longer due for a refresh); never rejects, and stops looking when `signal` aborts. It reads
+   * only when the store's change stamp moves, every REFRESH_WATCH_MS while the lock is held elsewhere.
+   */
+  private refreshedElsewhere(provider: string, bucket: string, seen: StoredToken, signal: AbortSignal): Promise<StoredToken> {
+    return new Promise((resolve) => {
+      void (async () => {
+        let stamp = this.tokens.changeStamp();
+        while (!signal.aborted) {
+          await pause(REFRESH_WATCH_MS, signal);
+          const now = this.tokens.changeStamp();
+          if (signal.aborted || (now !== null && now === stamp)) continue;
+          stamp = now;
+          const current = await this.tokens.read(provider, bucket).catch(() => null);
+          if (!signal.aborted && current?.refresh_token && changedSince(seen, current) && !this.tokens.needsRefresh(current)) {
+            resolve(current);
+            return;
+          }
+        }
+      })();
     });
   }
 

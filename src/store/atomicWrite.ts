@@ -10,11 +10,15 @@ function tempPathFor(target: string): string {
   return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`);
 }
 
-/** Stat signature (inode, size, mtime in ns) of a file; `absent` when it does not exist. */
+/**
+ * Stat signature (inode, size, mtime) of a file; `absent` when it does not exist. Taken on every
+ * cached read (get_token), so it uses plain-number stats: BigInt stats cost twice as much, and
+ * mtimeMs as a double still resolves the 10 µs steps writeFileAtomic forces between two writes.
+ */
 export function statSignature(file: string): string {
-  let st: fs.BigIntStats | undefined;
+  let st: fs.Stats | undefined;
   try {
-    st = fs.statSync(file, { bigint: true, throwIfNoEntry: false });
+    st = fs.statSync(file, { throwIfNoEntry: false });
   } catch (err) {
     // A sync getter must not throw; a distinct value makes the caller re-read and see the real error.
     return `error:${(err as NodeJS.ErrnoException).code ?? 'unknown'}`;
@@ -22,8 +26,8 @@ export function statSignature(file: string): string {
   return st ? signatureOf(st) : 'absent';
 }
 
-export function signatureOf(st: fs.BigIntStats): string {
-  return `${st.ino}:${st.size}:${st.mtimeNs}`;
+export function signatureOf(st: fs.Stats): string {
+  return `${st.ino}:${st.size}:${st.mtimeMs}`;
 }
 
 /** What the replacement file gets instead of the defaults (0600, owned by this process). */

@@ -251,7 +251,7 @@ export class FileStore implements TokenStore, KeyStore {
       // Signature from the opened descriptor, so it describes exactly the bytes that were read.
       const fd = fs.openSync(this.storePath, 'r');
       try {
-        sig = signatureOf(fs.fstatSync(fd, { bigint: true }));
+        sig = signatureOf(fs.fstatSync(fd));
         buf = fs.readFileSync(fd);
       } finally {
         fs.closeSync(fd);
@@ -322,7 +322,7 @@ export class FileStore implements TokenStore, KeyStore {
         removeStaleTemps(this.storePath);
         lock.assertHeld();
         writeFileAtomic(this.storePath, sealed);
-        const sig = signatureOf(fs.statSync(this.storePath, { bigint: true }));
+        const sig = signatureOf(fs.statSync(this.storePath));
         this.snapshot = { sig, doc, params };
       } catch (err) {
         throw asStoreError(err, `write ${this.storePath}`);

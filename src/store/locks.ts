@@ -167,7 +167,7 @@ async function acquire(target: string, options: FileLockOptions, onCompromised: 
         throw new StoreError('locked', `Timed out after ${options.waitMs} ms waiting for the lock on ${options.what} (${target}.lock); another process holds it`);
       }
       await pause(Math.min(left, delay * (0.5 + Math.random())), signal);
-      delay = Math.min(delay * 1.6, 100);
+      delay = Math.min(delay * 1.6, 25);
       continue;
     }
     // The attempt was already under way when the caller gave up: nobody will use this lock.

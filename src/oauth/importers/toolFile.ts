@@ -49,7 +49,7 @@ export function readToolFile(file: string): ToolFile {
   let text: string;
   let signature: string;
   try {
-    const st = fs.fstatSync(fd, { bigint: true });
+    const st = fs.fstatSync(fd);
     if (!st.isFile()) throw new ToolFileError(file, 'unreadable', `Cannot read ${file}: it is not a regular file`);
     if (st.size > MAX_BYTES) throw new ToolFileError(file, 'malformed', `${file} is too large to be a login file`);
     signature = signatureOf(st);
@@ -87,7 +87,7 @@ function inLayoutOf(original: string, doc: unknown): string {
  */
 export function rewriteToolFile(read: ToolFile, doc: unknown): boolean {
   const target = fs.realpathSync(read.path);
-  const st = fs.statSync(target, { bigint: true });
+  const st = fs.statSync(target);
   if (signatureOf(st) !== read.signature) return false;
   const owner = process.getuid?.() === 0 ? { uid: Number(st.uid), gid: Number(st.gid) } : undefined;
   writeFileAtomic(target, inLayoutOf(read.text, doc), { mode: Number(st.mode) & 0o7777, ...(owner && { owner }) });
