@@ -63,7 +63,6 @@ it.each(['get_token-style (due for refresh)', 'renewal'])('a %s refresh waiting 
 
   let locked!: () => void;
   const lockTaken = new Promise<void>((resolve) => (locked = resolve));
-  let answered!: Promise<StoredToken>;
   let gotAnswer!: () => void;
   const waiterDone = new Promise<void>((resolve) => (gotAnswer = resolve));
   const holder = holderStore.withTokenLock(P, 'default', async () => {
@@ -76,8 +75,7 @@ it.each(['get_token-style (due for refresh)', 'renewal'])('a %s refresh waiting 
   });
   await lockTaken;
   // Started outside the holder's body, as another process would be.
-  answered = waiter.refresh(P, 'default', undefined, { renewal: kind === 'renewal' });
-  const result = await answered;
+  const result = await waiter.refresh(P, 'default', undefined, { renewal: kind === 'renewal' });
   gotAnswer();
   await holder;
   expect(result.access_token).toBe('at-refreshed-elsewhere');
