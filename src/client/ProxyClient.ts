@@ -29,13 +29,13 @@ export type ClientErrorCode =
 
 /** Every error the client surfaces: host error replies keep the host's code, message and retryAfter. */
 /**
- * Request ids: 36 characters shaped like the UUIDs llxprt's client sends, unique within this
+ * Request ids: version-4 UUID strings like those llxprt's client sends, unique within this
  * process (a random prefix per process, then a counter). They are not secrets and name nothing,
  * so no cryptographic randomness: loading node:crypto is a tenth of a sandbox helper's start-up.
  */
 const hex = (digits: number): string =>
   Array.from({ length: digits }, () => Math.floor(Math.random() * 16).toString(16)).join('');
-const ID_PREFIX = `${hex(8)}-${hex(4)}-4${hex(3)}-${hex(4)}-`;
+const ID_PREFIX = `${hex(8)}-${hex(4)}-4${hex(3)}-${'89ab'[Math.floor(Math.random() * 4)]}${hex(3)}-`;
 let idCounter = 0;
 function nextRequestId(): string {
   idCounter += 1;

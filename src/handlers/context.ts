@@ -91,6 +91,7 @@ export type OpResults = {
 /** Ops served by handlers; `cancel` belongs to the connection. */
 export type HandlerOp = Exclude<OpName, 'cancel'>;
 
-export type Handler<O extends HandlerOp> = (ctx: HandlerContext, payload: Payload<O>) => Promise<OpResults[O]>;
+/** A handler answers with its data, or a promise of it when it has to wait (the dispatcher takes both). */
+export type Handler<O extends HandlerOp> = (ctx: HandlerContext, payload: Payload<O>) => Promise<OpResults[O]> | OpResults[O];
 
 export type HandlerTable = { [O in HandlerOp]: Handler<O> };

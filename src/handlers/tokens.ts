@@ -1,6 +1,6 @@
 /** Token ops: get_token, save_token, remove_token, list_providers, list_buckets, get_bucket_stats. */
 import { allowsBucket, allowsProvider } from '../auth/grants.js';
-import { sanitizeToken } from '../oauth/token.js';
+import { sanitizeToken, type SanitizedToken } from '../oauth/token.js';
 import { pause, raceAbort } from '../abort.js';
 import { errors, ProxyError } from '../protocol/errors.js';
 import { bucketOrDefault } from '../protocol/names.js';
@@ -46,14 +46,30 @@ async function freshToken(ctx: HandlerContext, provider: string, bucket: string,
   throw new ProxyError('REFRESH_FAILED', `The refreshed token for ${provider}/${bucket} has already expired`);
 }
 
-export const getToken: Handler<'get_token'> = async (ctx, { provider, bucket }) => {
+export const getToken: Handler<'get_token'> = (ctx, { provider, bucket }) => {
   const b = bucketOrDefault(bucket);
-  const stored = await ctx.tokens.read(provider, b);
-  if (!stored) throw errors.tokenNotFound(provider, b);
-  const token = await freshToken(ctx, provider, b, stored);
-  ctx.usage.record(provider, b, ctx.tokens.now());
-  return sanitizeToken(token, ctx.publicFields(provider));
+  // The common case, answered in this turn: a cached token (the store's stamp unchanged) that
+  // needs no refresh. freshToken decides everything else.
+  const cached = ctx.tokens.peek(provider, b);
+  if (cached && servableAsStored(ctx, cached)) return served(ctx, provider, b, cached);
+  return fromStore(ctx, provider, b);
 };
+
+async function fromStore(ctx: HandlerContext, provider: string, bucket: string): Promise<SanitizedToken> {
+  const stored = await ctx.tokens.read(provider, bucket);
+  if (!stored) throw errors.tokenNotFound(provider, bucket);
+  return served(ctx, provider, bucket, await freshToken(ctx, provider, bucket, stored));
+}
+
+/** freshToken's answer without waiting: valid and, when it can be refreshed, not yet due. */
+function servableAsStored(ctx: HandlerContext, token: StoredToken): boolean {
+  return token.refresh_token ? !ctx.tokens.needsRefresh(token) : ctx.tokens.isValid(token);
+}
+
+function served(ctx: HandlerContext, provider: string, bucket: string, token: StoredToken): SanitizedToken {
+  ctx.usage.record(provider, bucket, ctx.tokens.now());
+  return sanitizeToken(token, ctx.publicFields(provider));
+}
 
 export const saveToken: Handler<'save_token'> = async (ctx, { provider, bucket, token }) => {
   // Only allowlisted fields are kept: a sandbox never supplies refresh tokens (they come from a

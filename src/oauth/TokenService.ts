@@ -4,6 +4,7 @@
  * of client writes, and the host-only refresh bookkeeping. Handlers, the CLI, login completion and
  * the refresh coordinator all go through it; nothing else takes the store's token lock.
  */
+import type { CachedTokenStore } from '../store/CachedTokenStore.js';
 import type { StoredToken, TokenStore } from '../store/types.js';
 import { acceptIncoming, mergeToken, OBTAINED_AT_FIELD, REFRESH_ATTEMPT_FIELD, REFRESH_RESULT_FIELD, secondsToExpiry } from './token.js';
 
@@ -71,6 +72,11 @@ export class TokenService {
   /** The change stamp of the store: it moves whenever any process writes it. */
   changeStamp(): string | null {
     return this.store.changeStamp();
+  }
+
+  /** The stored token if the store can answer at once from its cache (CachedTokenStore), else undefined. */
+  peek(provider: string, bucket: string): StoredToken | undefined {
+    return (this.store as Partial<Pick<CachedTokenStore, 'peek'>>).peek?.(provider, bucket);
   }
 
   /** The stored token (with its secrets: host use only), or null. */

@@ -205,7 +205,9 @@ export class Connection {
         return (entry.abort ??= new AbortController()).signal;
       },
     };
-    void prepared.run(control).then((outcome) => this.finish(entry, outcome));
+    const outcome = prepared.run(control);
+    if (outcome instanceof Promise) void outcome.then((o) => this.finish(entry, o));
+    else this.finish(entry, outcome);
   }
 
   /**

@@ -49,7 +49,7 @@ export interface SignalSource {
 }
 
 /** A validated request ready to run, or the failure that ends it. */
-export type Prepared = { ok: true; meta: RequestMeta; run(control: SignalSource): Promise<CallOutcome> } | Refused;
+export type Prepared = { ok: true; meta: RequestMeta; run(control: SignalSource): CallOutcome | Promise<CallOutcome> } | Refused;
 type Refused = { ok: false; meta: RequestMeta; outcome: Failure };
 
 /** How a request ended, for an in-process caller: with the original error, which never goes on a wire. */
@@ -113,7 +113,7 @@ export class Dispatcher {
     if (!prepared.ok) outcome = prepared.outcome;
     // Work for a caller that already gave up is not started at all.
     else if (signal.aborted) outcome = abortFailure(signal);
-    else outcome = await raceAbort(prepared.run({ signal }), signal, () => abortFailure(signal)).catch((err: unknown) => ({ ...toFailure(err), cause: err }));
+    else outcome = await raceAbort(Promise.resolve(prepared.run({ signal })), signal, () => abortFailure(signal)).catch((err: unknown) => ({ ...toFailure(err), cause: err }));
     this.record(caller, prepared.meta, outcome.ok ? 'ok' : outcome.code);
     return outcome;
   }
@@ -150,27 +150,34 @@ export class Dispatcher {
     this.deps.audit.record(auditEvent(subject, op, outcome));
   }
 
-  /** Grant check, handler and the sanitized-result check. */
-  private async run(caller: Caller, op: HandlerOp, payload: Record<string, unknown>, control: SignalSource): Promise<CallOutcome> {
+  /**
+   * Grant check, handler and the sanitized-result check. A handler that answers at once (a cached
+   * get_token) is answered in the same turn, with no promise in between.
+   */
+  private run(caller: Caller, op: HandlerOp, payload: Record<string, unknown>, control: SignalSource): CallOutcome | Promise<CallOutcome> {
     if (!caller.grant) return failure('UNAUTHORIZED', 'No grant for this connection');
     const ctx = new RequestContext(this.deps.services, caller, caller.grant, control);
-    const handler = this.deps.handlers[op] as (c: HandlerContext, p: unknown) => Promise<JsonObject>;
+    const handler = this.deps.handlers[op] as (c: HandlerContext, p: unknown) => Promise<JsonObject> | JsonObject;
+    let result: Promise<JsonObject> | JsonObject;
     try {
       checkScope(caller.grant, op, payload);
+      result = handler(ctx, payload);
     } catch (err) {
       return { ...toFailure(err), cause: err };
     }
+    if (!(result instanceof Promise)) return resultOutcome(op, result);
     this.running += 1;
-    try {
-      const data = await handler(ctx, payload);
-      if (!sanitizedResult(op, data)) return failure('INTERNAL_ERROR', 'Internal error');
-      return { ok: true, data };
-    } catch (err) {
-      return { ...toFailure(err), cause: err };
-    } finally {
-      this.running -= 1;
-      if (this.running === 0) for (const wake of this.idleWaiters.splice(0)) wake();
-    }
+    return result.then(
+      (data) => this.settled(resultOutcome(op, data)),
+      (err: unknown) => this.settled({ ...toFailure(err), cause: err }),
+    );
+  }
+
+  /** Handler work that had to wait is over (idle() waits for all of it). */
+  private settled(outcome: CallOutcome): CallOutcome {
+    this.running -= 1;
+    if (this.running === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+    return outcome;
   }
 
   private record(caller: Caller, meta: RequestMeta, outcome: string): void {
@@ -215,6 +222,11 @@ class RequestContext implements HandlerContext {
   get signal(): AbortSignal {
     return this.control.signal;
   }
+}
+
+/** The reply of a handler's data: refused unless token data came out of sanitizeToken. */
+function resultOutcome(op: HandlerOp, data: JsonObject): CallOutcome {
+  return sanitizedResult(op, data) ? { ok: true, data } : failure('INTERNAL_ERROR', 'Internal error');
 }
 
 /** Token data must be a token that came out of sanitizeToken, not a copy with fields added back. */

@@ -24,6 +24,16 @@ export class CachedTokenStore implements TokenStore {
     return this.tokens;
   }
 
+  /**
+   * The cached token of (provider, bucket) if the cache holds one under the store's current stamp,
+   * else undefined (not cached, or the store changed): a synchronous read for the hot path, checked
+   * exactly as getToken checks its cache.
+   */
+  peek(provider: string, bucket: string): StoredToken | undefined {
+    const hit = this.current().get(`${provider}\u0000${bucket}`);
+    return hit ? { ...hit } : undefined;
+  }
+
   async getToken(provider: string, bucket: string): Promise<StoredToken | null> {
     const key = `${provider}\u0000${bucket}`;
     const cache = this.current();
