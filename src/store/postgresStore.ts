@@ -1,0 +1,553 @@
+/**
+ * Tokens and keys in a PostgreSQL database shared by many hosts (schema: postgresSchema.ts).
+ *
+ * - Values are sealed on this host (AES-256-GCM, postgresKey.ts) with the row's names as associated
+ *   data; the database holds ciphertext, names, times and host names only.
+ * - The refresh lock is `pg_advisory_xact_lock` in a transaction on a connection of its own: the
+ *   server releases it when the transaction or the session ends, so a host that dies mid-refresh
+ *   frees it at once, with no stale-lock timeout.
+ * - Every write is one transaction that also bumps the generation row and NOTIFYs it. A listener
+ *   connection moves the change stamp on each notification and re-reads the generation whenever it
+ *   reconnects, so a notification missed while it was away is still caught.
+ * - Outages: while the listener is away the stamp holds for `offlineServeMs` (the daemon's cache
+ *   keeps serving still-valid tokens; expired ones are never served), then changes so nothing
+ *   cached is served indefinitely. Reads that miss the cache, writes and locks fail with
+ *   StoreError('unavailable'). Reconnection backs off up to 10 s.
+ */
+import { EventEmitter } from 'node:events';
+import os from 'node:os';
+import path from 'node:path';
+import type { ClientBase, ClientConfig, Pool, PoolClient } from 'pg';
+import { raceAbort } from '../abort.js';
+import { ensurePrivateDir } from './atomicWrite.js';
+import { openValue, sealValue } from './crypto.js';
+import { checkKeyName, checkKeyValue, checkTokenNames, tokenToJson } from './document.js';
+import { fileStorePaths, passphraseFrom } from './fileStore.js';
+import { storeKey } from './postgresKey.js';
+import { CHANGE_CHANNEL, LOCK_NAMESPACE, migrate, SCHEMA_VERSION } from './postgresSchema.js';
+import { describePostgresUrl } from './postgresTarget.js';
+import { StoreError, type KeyStore, type StoredToken, type TokenStore } from './types.js';
+
+type PgModule = (typeof import('pg'))['default'];
+type PgClient = InstanceType<PgModule['Client']>;
+
+export interface PostgresStoreOptions {
+  /** The connection URL (it may carry a password and TLS options; it is never printed). */
+  url: string;
+  /** This host's data directory: where the key file lives when no passphrase is set. */
+  dataDir: string;
+  /** CREDPROXY_PASSPHRASE is read from here. Default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Register this process in the hosts table (daemons do; one-shot commands do not). */
+  heartbeat?: { version: string; intervalMs?: number };
+  /** How long withTokenLock waits for another host's refresh. Default 60 s. */
+  lockWaitMs?: number;
+  /** How long cached tokens may be served while the database is unreachable. Default 10 min. */
+  offlineServeMs?: number;
+  now?: () => number;
+  /** The waits between reconnection attempts (tests hold reconnection with it). */
+  sleep?: (ms: number) => Promise<void>;
+  /** Operational messages: outages and reconnections (never a secret). */
+  log?: (line: string) => void;
+}
+
+/** What status and doctor show of the database: never the password, never a value. */
+export interface PostgresReport {
+  target: string;
+  schemaVersion: number;
+  connected: boolean;
+  /** Since when (epoch ms) the database has been unreachable. */
+  degradedSince?: number;
+  hosts: Array<{ host: string; pid: number; version: string; lastSeen: string; lockWaits: number }>;
+  /** Refresh locks some host is waiting for right now (pg_locks). */
+  lockWaiters: number;
+}
+
+export interface StoreHealth {
+  state: 'ok' | 'degraded';
+  detail: string;
+}
+
+/** A change of the generation this process knows, and where it learned of it. */
+export type GenerationSource = 'write' | 'notify' | 'reconnect';
+
+const DEFAULT_LOCK_WAIT_MS = 60_000;
+const DEFAULT_OFFLINE_SERVE_MS = 10 * 60_000;
+const DEFAULT_HEARTBEAT_MS = 30_000;
+/** Hosts whose heartbeat is older than this are not shown as live. */
+const HOST_FRESH_SECONDS = 300;
+const QUERY_TIMEOUT_MS = 15_000;
+
+async function loadPg(): Promise<PgModule> {
+  try {
+    return (await import('pg')).default;
+  } catch {
+    throw new StoreError('unavailable', 'The PostgreSQL store needs the `pg` module, which is not installed (npm install pg)');
+  }
+}
+
+/** The password from PGPASSFILE / ~/.pgpass when neither the URL nor PGPASSWORD gives one (pg's own lookup is deprecated). */
+async function passwordFromEnvironment(params: { host?: string; port?: number; database?: string; user?: string }): Promise<string | undefined> {
+  if (process.env.PGPASSWORD) return process.env.PGPASSWORD;
+  const { default: pgpass } = await import('pgpass');
+  return new Promise((resolve) => pgpass(params, resolve));
+}
+
+export class PostgresStore implements TokenStore, KeyStore {
+  readonly backend = 'postgres' as const;
+  /** "host/db", safe to print. */
+  readonly target: string;
+  /** 'generation' (value, source), 'connected', 'disconnected'. */
+  readonly events = new EventEmitter();
+  private readonly pool: Pool;
+  private readonly lockPool: Pool;
+  private readonly now: () => number;
+  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly log: (line: string) => void;
+  private readonly lockWaitMs: number;
+  private readonly offlineServeMs: number;
+  private key: Buffer | null = null;
+  private listener: PgClient | null = null;
+  private storeId = '';
+  private generation = -1;
+  /** Moved when a write's outcome is unknown (the connection broke at commit). */
+  private epoch = 0;
+  private disconnectedAt: number | null = null;
+  private closing = false;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private lockWaits = 0;
+  private readonly keyCache = new Map<string, string | null>();
+  private keyCacheStamp = '';
+
+  private constructor(
+    private readonly pg: PgModule,
+    private readonly options: PostgresStoreOptions,
+  ) {
+    this.target = describePostgresUrl(options.url);
+    this.now = options.now ?? Date.now;
+    this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms).unref()));
+    this.log = options.log ?? (() => {});
+    this.lockWaitMs = options.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS;
+    this.offlineServeMs = options.offlineServeMs ?? DEFAULT_OFFLINE_SERVE_MS;
+    this.pool = new pg.Pool({ ...this.clientConfig(QUERY_TIMEOUT_MS), max: 4 });
+    // Lock holders wait up to lockWaitMs and then hold across a refresh; writes use the other pool,
+    // so a daemon refreshing many buckets at once cannot starve its own saves.
+    this.lockPool = new pg.Pool({ ...this.clientConfig(undefined), max: 16 });
+    // An idle pooled connection that breaks (a database restart) must not crash the process.
+    this.pool.on('error', () => {});
+    this.lockPool.on('error', () => {});
+  }
+
+  /**
+   * Connects, creates or migrates the schema, checks this host's key against the store's and starts
+   * listening for changes. An unreachable database, a wrong key or a newer schema fail here.
+   */
+  static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
+    const store = new PostgresStore(await loadPg(), options);
+    try {
+      ensurePrivateDir(path.resolve(options.dataDir));
+      await store.run('open the store', async (client) => {
+        await migrate(client);
+        store.key = await storeKey(client, {
+          passphrase: passphraseFrom(options.env ?? process.env),
+          keyPath: fileStorePaths(options.dataDir).keyPath,
+          label: store.target,
+        });
+      });
+      await store.connectListener();
+      if (options.heartbeat) await store.startHeartbeat(options.heartbeat);
+    } catch (err) {
+      await store.close();
+      throw store.asStoreError(err, 'open the store');
+    }
+    return store;
+  }
+
+  private clientConfig(queryTimeoutMs: number | undefined): ClientConfig {
+    return {
+      connectionString: this.options.url,
+      password: passwordFromEnvironment,
+      application_name: 'credproxy',
+      connectionTimeoutMillis: 10_000,
+      keepAlive: true,
+      ...(queryTimeoutMs !== undefined && { query_timeout: queryTimeoutMs }),
+    } as ClientConfig;
+  }
+
+  // ---- TokenStore ----
+
+  async getToken(provider: string, bucket: string): Promise<StoredToken | null> {
+    checkTokenNames(provider, bucket);
+    const { rows } = await this.query<{ sealed: Buffer }>('read a token', 'SELECT sealed FROM credproxy_tokens WHERE provider = $1 AND bucket = $2', [provider, bucket]);
+    if (!rows[0]) return null;
+    const plain = openValue(rows[0].sealed, this.requireKey(), tokenAad(provider, bucket));
+    if (!plain) throw this.undecryptable(`the token ${provider}/${bucket}`);
+    return JSON.parse(plain.toString('utf8')) as StoredToken;
+  }
+
+  async saveToken(provider: string, bucket: string, token: StoredToken): Promise<void> {
+    checkTokenNames(provider, bucket);
+    const sealed = sealValue(Buffer.from(tokenToJson(token), 'utf8'), this.requireKey(), tokenAad(provider, bucket));
+    await this.write('save a token', async (c) => {
+      await c.query(
+        `INSERT INTO credproxy_tokens (provider, bucket, sealed) VALUES ($1, $2, $3)
+         ON CONFLICT (provider, bucket) DO UPDATE SET sealed = EXCLUDED.sealed, updated_at = now()`,
+        [provider, bucket, sealed],
+      );
+      return true;
+    });
+  }
+
+  async removeToken(provider: string, bucket: string): Promise<boolean> {
+    checkTokenNames(provider, bucket);
+    return this.write('remove a token', async (c) => (await c.query('DELETE FROM credproxy_tokens WHERE provider = $1 AND bucket = $2', [provider, bucket])).rowCount! > 0);
+  }
+
+  async listProviders(): Promise<string[]> {
+    const { rows } = await this.query<{ provider: string }>('list providers', 'SELECT provider FROM credproxy_tokens GROUP BY provider ORDER BY provider COLLATE "C"');
+    return rows.map((r) => r.provider);
+  }
+
+  async listBuckets(provider: string): Promise<string[]> {
+    const { rows } = await this.query<{ bucket: string }>('list buckets', 'SELECT bucket FROM credproxy_tokens WHERE provider = $1 ORDER BY bucket COLLATE "C"', [provider]);
+    return rows.map((r) => r.bucket);
+  }
+
+  /**
+   * Holds `pg_advisory_xact_lock(namespace, hashtext('provider/bucket'))` (names never hold a '/')
+   * for the whole of `fn`, in a transaction on a connection of its own. An abort while waiting cancels the wait on the server
+   * and drops that connection, so the lock is never taken behind the caller's back.
+   */
+  async withTokenLock<T>(provider: string, bucket: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    checkTokenNames(provider, bucket);
+    signal?.throwIfAborted();
+    const what = `the refresh lock of ${provider}:${bucket}`;
+    const connecting = this.lockPool.connect();
+    let client: PoolClient;
+    try {
+      client = await (signal ? raceAbort(connecting, signal, () => signal.reason) : connecting);
+    } catch (err) {
+      void connecting.then((c) => c.release(), () => {});
+      throw this.asStoreError(err, `take ${what}`);
+    }
+    const acquire = (async () => {
+      await client.query('BEGIN');
+      await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(this.lockWaitMs))}`);
+      await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [LOCK_NAMESPACE, `${provider}/${bucket}`]);
+    })();
+    this.lockWaits++;
+    try {
+      await (signal ? raceAbort(acquire, signal, () => signal.reason) : acquire);
+    } catch (err) {
+      if (signal?.aborted) this.abandonLockWait(client, acquire);
+      else client.release(true);
+      if ((err as { code?: string }).code === '55P03') {
+        throw new StoreError('locked', `Timed out after ${Math.round(this.lockWaitMs / 1000)} s waiting for ${what}, held by another host`);
+      }
+      throw signal?.aborted ? err : this.asStoreError(err, `take ${what}`);
+    } finally {
+      this.lockWaits--;
+    }
+    try {
+      return await fn();
+    } finally {
+      // Ending the transaction releases the lock; a broken connection has released it already.
+      await client.query('ROLLBACK').then(
+        () => client.release(),
+        () => client.release(true),
+      );
+    }
+  }
+
+  /** An aborted lock wait: cancel it on the server, and drop the connection whatever it got. */
+  private abandonLockWait(client: PoolClient, acquire: Promise<void>): void {
+    const pid = (client as unknown as { processID?: number }).processID;
+    if (pid) void this.pool.query('SELECT pg_cancel_backend($1)', [pid]).catch(() => {});
+    // Dropping the session ends its transaction: a lock granted in the meantime goes with it.
+    void acquire.then(
+      () => client.release(true),
+      () => client.release(true),
+    );
+  }
+
+  /**
+   * `storeId:generation:epoch` while the listener is connected, and for `offlineServeMs` after it
+   * lost the database; then a value of its own, so a cache stops serving what it cannot confirm.
+   */
+  changeStamp(): string {
+    const since = this.disconnectedAt;
+    if (since !== null && this.now() - since >= this.offlineServeMs) return `offline:${since}`;
+    return `${this.storeId}:${this.generation}:${this.epoch}`;
+  }
+
+  /** The server process of the change listener (pg_stat_activity.pid), or null while disconnected. */
+  get listenerBackendPid(): number | null {
+    return (this.listener as unknown as { processID?: number } | null)?.processID ?? null;
+  }
+
+  /** 'degraded' while the database is unreachable (for daemon_status and logs). */
+  health(): StoreHealth {
+    if (this.disconnectedAt === null) return { state: 'ok', detail: `PostgreSQL ${this.target}: connected` };
+    const cached = this.now() - this.disconnectedAt < this.offlineServeMs ? 'still-valid cached tokens are served' : 'cached tokens are no longer served';
+    return {
+      state: 'degraded',
+      detail: `PostgreSQL ${this.target} unreachable since ${new Date(this.disconnectedAt).toISOString()}; ${cached}, writes and refreshes fail until it is back`,
+    };
+  }
+
+  // ---- KeyStore ----
+
+  async getKey(name: string): Promise<string | null> {
+    checkKeyName(name);
+    const cache = this.keys();
+    if (cache.has(name)) return cache.get(name)!;
+    const stamp = this.changeStamp();
+    const { rows } = await this.query<{ sealed: Buffer }>('read a key', 'SELECT sealed FROM credproxy_keys WHERE name = $1', [name]);
+    let value: string | null = null;
+    if (rows[0]) {
+      const plain = openValue(rows[0].sealed, this.requireKey(), keyAad(name));
+      if (!plain) throw this.undecryptable(`the key ${name}`);
+      value = plain.toString('utf8');
+    }
+    if (this.changeStamp() === stamp) cache.set(name, value);
+    return value;
+  }
+
+  async setKey(name: string, value: string): Promise<void> {
+    checkKeyName(name);
+    checkKeyValue(value);
+    const sealed = sealValue(Buffer.from(value, 'utf8'), this.requireKey(), keyAad(name));
+    await this.write('save a key', async (c) => {
+      await c.query('INSERT INTO credproxy_keys (name, sealed) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET sealed = EXCLUDED.sealed, updated_at = now()', [name, sealed]);
+      return true;
+    });
+  }
+
+  async deleteKey(name: string): Promise<boolean> {
+    checkKeyName(name);
+    return this.write('delete a key', async (c) => (await c.query('DELETE FROM credproxy_keys WHERE name = $1', [name])).rowCount! > 0);
+  }
+
+  async listKeys(): Promise<string[]> {
+    const { rows } = await this.query<{ name: string }>('list keys', 'SELECT name FROM credproxy_keys ORDER BY name COLLATE "C"');
+    return rows.map((r) => r.name);
+  }
+
+  async hasKey(name: string): Promise<boolean> {
+    return (await this.getKey(name)) !== null;
+  }
+
+  /** The database as status and doctor show it. */
+  async report(): Promise<PostgresReport> {
+    const hosts = await this.query<{ host: string; pid: number; version: string; last_seen: Date; lock_waits: string }>(
+      'list hosts',
+      `SELECT host, pid, version, last_seen, lock_waits FROM credproxy_hosts WHERE last_seen > now() - make_interval(secs => $1) ORDER BY host, pid`,
+      [HOST_FRESH_SECONDS],
+    );
+    const waiters = await this.query<{ n: string }>('count lock waiters', `SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objid <> 0 AND NOT granted`, [
+      LOCK_NAMESPACE,
+    ]);
+    const version = await this.query<{ v: number }>('read the schema version', 'SELECT max(version) AS v FROM credproxy_schema_version');
+    return {
+      target: this.target,
+      schemaVersion: version.rows[0]?.v ?? SCHEMA_VERSION,
+      connected: this.disconnectedAt === null,
+      ...(this.disconnectedAt !== null && { degradedSince: this.disconnectedAt }),
+      hosts: hosts.rows.map((h) => ({ host: h.host, pid: h.pid, version: h.version, lastSeen: h.last_seen.toISOString(), lockWaits: Number(h.lock_waits) })),
+      lockWaiters: Number(waiters.rows[0]?.n ?? 0),
+    };
+  }
+
+  /** Stops listening and the heartbeat (removing this host's row), closes the pools. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (this.options.heartbeat && this.disconnectedAt === null) {
+      await this.pool.query('DELETE FROM credproxy_hosts WHERE host = $1 AND pid = $2', [os.hostname(), process.pid]).catch(() => {});
+    }
+    const listener = this.listener;
+    this.listener = null;
+    await listener?.end().catch(() => {});
+    await Promise.allSettled([this.pool.end(), this.lockPool.end()]);
+    this.key = null;
+    this.keyCache.clear();
+  }
+
+  // ---- internals ----
+
+  private keys(): Map<string, string | null> {
+    const stamp = this.changeStamp();
+    if (stamp !== this.keyCacheStamp) {
+      this.keyCache.clear();
+      this.keyCacheStamp = stamp;
+    }
+    return this.keyCache;
+  }
+
+  private requireKey(): Buffer {
+    if (!this.key) throw new StoreError('unavailable', `The PostgreSQL store at ${this.target} is closed`);
+    return this.key;
+  }
+
+  private undecryptable(what: string): StoreError {
+    return new StoreError(
+      'decrypt_failed',
+      `Cannot decrypt ${what} in the PostgreSQL store at ${this.target}: the row was not sealed for it with this host's key (copied from another row, another key, or damaged)`,
+    );
+  }
+
+  private async query<R extends object>(action: string, sql: string, params: unknown[] = []): Promise<{ rows: R[] }> {
+    try {
+      return await this.pool.query<R & Record<string, unknown>>(sql, params);
+    } catch (err) {
+      throw this.asStoreError(err, action);
+    }
+  }
+
+  /** `fn` on one pooled connection; a connection that failed is dropped, not returned to the pool. */
+  private async run<T>(action: string, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    let client: PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw this.asStoreError(err, action);
+    }
+    try {
+      const result = await fn(client);
+      client.release();
+      return result;
+    } catch (err) {
+      client.release(true);
+      throw this.asStoreError(err, action);
+    }
+  }
+
+  /**
+   * One transaction: `change`, then (when it changed something) the generation bump and its NOTIFY,
+   * delivered to every listener at commit. All of it or none of it lands.
+   */
+  private write(action: string, change: (client: ClientBase) => Promise<boolean>): Promise<boolean> {
+    return this.run(action, async (client) => {
+      let committing = false;
+      try {
+        await client.query('BEGIN');
+        const changed = await change(client);
+        let generation: number | null = null;
+        if (changed) {
+          const { rows } = await client.query<{ generation: string }>('UPDATE credproxy_generation SET generation = generation + 1 WHERE id = 1 RETURNING generation');
+          generation = Number(rows[0]!.generation);
+          await client.query('SELECT pg_notify($1, $2)', [CHANGE_CHANNEL, String(generation)]);
+        }
+        committing = true;
+        await client.query('COMMIT');
+        if (generation !== null) this.advance(generation, 'write');
+        return changed;
+      } catch (err) {
+        // A commit whose answer was lost may have landed: caches must not trust what they hold.
+        if (committing) this.epoch++;
+        await client.query('ROLLBACK').catch(() => {});
+        throw err;
+      }
+    });
+  }
+
+  private advance(generation: number, source: GenerationSource): void {
+    if (!(generation > this.generation)) return;
+    this.generation = generation;
+    this.events.emit('generation', generation, source);
+  }
+
+  /** LISTEN first, then read the generation: a write between the two is seen at least once. */
+  private async connectListener(): Promise<void> {
+    const client = new this.pg.Client(this.clientConfig(QUERY_TIMEOUT_MS));
+    client.on('error', () => this.listenerLost(client));
+    client.on('end', () => this.listenerLost(client));
+    try {
+      await client.connect();
+      client.on('notification', (n) => {
+        if (n.channel === CHANGE_CHANNEL && n.payload) this.advance(Number(n.payload), 'notify');
+      });
+      await client.query(`LISTEN ${CHANGE_CHANNEL}`);
+      const { rows } = await client.query<{ store_id: string; generation: string }>('SELECT store_id, generation FROM credproxy_generation WHERE id = 1');
+      const row = rows[0];
+      if (!row) throw new StoreError('corrupt', `The PostgreSQL store at ${this.target} lacks its generation row`);
+      if (this.storeId !== row.store_id) {
+        // Another database behind the same URL (restored, recreated): nothing known so far holds.
+        this.storeId = row.store_id;
+        this.generation = -1;
+      }
+      this.listener = client;
+      this.advance(Number(row.generation), 'reconnect');
+    } catch (err) {
+      client.removeAllListeners('end');
+      client.removeAllListeners('error');
+      client.on('error', () => {});
+      await client.end().catch(() => {});
+      throw err;
+    }
+  }
+
+  private listenerLost(client: PgClient): void {
+    if (this.closing || this.listener !== client) return;
+    this.listener = null;
+    this.disconnectedAt = this.now();
+    this.log(`store: lost the connection to PostgreSQL ${this.target}; serving still-valid cached tokens, writes fail until it is back`);
+    this.events.emit('disconnected');
+    void this.reconnect();
+  }
+
+  private async reconnect(): Promise<void> {
+    for (let attempt = 0; !this.closing; attempt++) {
+      await this.sleep(Math.min(10_000, 250 * 2 ** Math.min(attempt, 6)) * (0.75 + Math.random() / 2));
+      if (this.closing) return;
+      try {
+        await this.connectListener();
+      } catch {
+        continue;
+      }
+      const downMs = this.now() - (this.disconnectedAt ?? this.now());
+      this.disconnectedAt = null;
+      this.log(`store: reconnected to PostgreSQL ${this.target} after ${Math.round(downMs / 1000)} s (generation ${this.generation})`);
+      this.events.emit('connected', this.generation);
+      if (this.options.heartbeat) void this.beat(this.options.heartbeat.version);
+      return;
+    }
+  }
+
+  private async startHeartbeat(heartbeat: { version: string; intervalMs?: number }): Promise<void> {
+    await this.beat(heartbeat.version);
+    this.heartbeatTimer = setInterval(() => void this.beat(heartbeat.version), heartbeat.intervalMs ?? DEFAULT_HEARTBEAT_MS);
+    this.heartbeatTimer.unref();
+  }
+
+  private async beat(version: string): Promise<void> {
+    await this.pool
+      .query(
+        `INSERT INTO credproxy_hosts (host, pid, version, started_at, last_seen, lock_waits) VALUES ($1, $2, $3, now(), now(), $4)
+         ON CONFLICT (host, pid) DO UPDATE SET version = EXCLUDED.version, last_seen = now(), lock_waits = EXCLUDED.lock_waits`,
+        [os.hostname(), process.pid, version, this.lockWaits],
+      )
+      .catch(() => {}); // an outage is reported by the listener, not by every heartbeat
+  }
+
+  /** A pg or network failure as a StoreError naming the action and the code only (never a value or the URL). */
+  asStoreError(err: unknown, action: string): StoreError {
+    if (err instanceof StoreError) return err;
+    const code = (err as { code?: unknown }).code;
+    const text = typeof code === 'string' ? code : 'connection lost';
+    const sqlClass = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code.slice(0, 2) : null;
+    if (sqlClass === null || ['08', '57', '53', '28', '3D'].includes(sqlClass)) {
+      return new StoreError('unavailable', `The PostgreSQL store at ${this.target} is unavailable: cannot ${action} (${text})`);
+    }
+    return new StoreError('io', `The PostgreSQL store at ${this.target} refused to ${action} (SQLSTATE ${text})`);
+  }
+}
+
+function tokenAad(provider: string, bucket: string): Buffer {
+  return Buffer.from(`credproxy\u0000token\u0000${provider}\u0000${bucket}`, 'utf8');
+}
+
+function keyAad(name: string): Buffer {
+  return Buffer.from(`credproxy\u0000key\u0000${name}`, 'utf8');
+}
