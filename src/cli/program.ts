@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { oneLine } from './util/errors.js';
-import { storeOption } from './util/storeOption.js';
+import { storeOption, storeUrlFileOption } from './util/storeOption.js';
 
 /**
  * Each command's module, loaded only when that command runs (or for the full help): the helper
@@ -51,14 +51,15 @@ function configureTree(cmd: Command): void {
  * (its own --help included), every command otherwise (`credproxy --help`, a typo's error).
  */
 /**
- * The command the arguments run: the first operand after the global options (`--store` takes a
- * value), when it names a command. Undefined — load them all — for help or version asked before
- * it, and for a word that is no command (commander then suggests the closest one).
+ * The command the arguments run: the first operand after the global options (`--store` and
+ * `--store-url-file` take a value), when it names a command. Undefined — load them all — for help
+ * or version asked before it, and for a word that is no command (commander then suggests the
+ * closest one).
  */
 function commandWord(args: readonly string[]): string | undefined {
   for (let i = 0; i < args.length; i++) {
     const word = args[i]!;
-    if (word === '--store') {
+    if (word === '--store' || word === '--store-url-file') {
       i += 1;
       continue;
     }
@@ -76,6 +77,7 @@ export async function buildProgram(argv: readonly string[] = process.argv): Prom
     .description('host-side credential broker: keeps refresh tokens and API keys on the host, serves short-lived access tokens to sandboxes')
     .version(packageVersion())
     .addOption(storeOption())
+    .addOption(storeUrlFileOption())
     .addHelpText('after', '\nData lives in $CREDPROXY_HOME, else $XDG_DATA_HOME/credproxy, else ~/.local/share/credproxy.');
   const named = commandWord(argv.slice(2));
   const chosen = named === undefined ? COMMANDS : COMMANDS.filter(([name]) => name === named);

@@ -137,6 +137,8 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
       pid: process.pid,
       version: PACKAGE_VERSION,
       store: options.tokens.backend,
+      // A shared store that cannot be reached: still-valid cached tokens are served, writes fail.
+      ...(options.tokens.health && { store_health: options.tokens.health() }),
       listeners: [
         { kind: 'main', path: socketPath },
         { kind: 'control', path: controlPath },

@@ -24,7 +24,8 @@ import { openValue, sealValue } from './crypto.js';
 import { checkKeyName, checkKeyValue, checkTokenNames, tokenToJson } from './document.js';
 import { fileStorePaths, passphraseFrom } from './fileStore.js';
 import { storeKey } from './postgresKey.js';
-import { CHANGE_CHANNEL, LOCK_NAMESPACE, migrate, SCHEMA_VERSION } from './postgresSchema.js';
+import { readPostgresReport, type PostgresReport } from './postgresReport.js';
+import { CHANGE_CHANNEL, LOCK_NAMESPACE, migrate } from './postgresSchema.js';
 import { describePostgresUrl } from './postgresTarget.js';
 import { StoreError, type KeyStore, type StoredToken, type TokenStore } from './types.js';
 
@@ -51,18 +52,6 @@ export interface PostgresStoreOptions {
   log?: (line: string) => void;
 }
 
-/** What status and doctor show of the database: never the password, never a value. */
-export interface PostgresReport {
-  target: string;
-  schemaVersion: number;
-  connected: boolean;
-  /** Since when (epoch ms) the database has been unreachable. */
-  degradedSince?: number;
-  hosts: Array<{ host: string; pid: number; version: string; lastSeen: string; lockWaits: number }>;
-  /** Refresh locks some host is waiting for right now (pg_locks). */
-  lockWaiters: number;
-}
-
 export interface StoreHealth {
   state: 'ok' | 'degraded';
   detail: string;
@@ -74,8 +63,6 @@ export type GenerationSource = 'write' | 'notify' | 'reconnect';
 const DEFAULT_LOCK_WAIT_MS = 60_000;
 const DEFAULT_OFFLINE_SERVE_MS = 10 * 60_000;
 const DEFAULT_HEARTBEAT_MS = 30_000;
-/** Hosts whose heartbeat is older than this are not shown as live. */
-const HOST_FRESH_SECONDS = 300;
 const QUERY_TIMEOUT_MS = 15_000;
 
 async function loadPg(): Promise<PgModule> {
@@ -87,10 +74,22 @@ async function loadPg(): Promise<PgModule> {
 }
 
 /** The password from PGPASSFILE / ~/.pgpass when neither the URL nor PGPASSWORD gives one (pg's own lookup is deprecated). */
-async function passwordFromEnvironment(params: { host?: string; port?: number; database?: string; user?: string }): Promise<string | undefined> {
+export async function passwordFromEnvironment(params: { host?: string; port?: number; database?: string; user?: string }): Promise<string | undefined> {
   if (process.env.PGPASSWORD) return process.env.PGPASSWORD;
   const { default: pgpass } = await import('pgpass');
   return new Promise((resolve) => pgpass(params, resolve));
+}
+
+/** How credproxy connects: the URL (with its TLS options), the password from the environment when the URL has none. */
+export function postgresClientConfig(url: string, queryTimeoutMs: number | undefined): ClientConfig {
+  return {
+    connectionString: url,
+    password: passwordFromEnvironment,
+    application_name: 'credproxy',
+    connectionTimeoutMillis: 10_000,
+    keepAlive: true,
+    ...(queryTimeoutMs !== undefined && { query_timeout: queryTimeoutMs }),
+  } as ClientConfig;
 }
 
 export class PostgresStore implements TokenStore, KeyStore {
@@ -164,14 +163,7 @@ export class PostgresStore implements TokenStore, KeyStore {
   }
 
   private clientConfig(queryTimeoutMs: number | undefined): ClientConfig {
-    return {
-      connectionString: this.options.url,
-      password: passwordFromEnvironment,
-      application_name: 'credproxy',
-      connectionTimeoutMillis: 10_000,
-      keepAlive: true,
-      ...(queryTimeoutMs !== undefined && { query_timeout: queryTimeoutMs }),
-    } as ClientConfig;
+    return postgresClientConfig(this.options.url, queryTimeoutMs);
   }
 
   // ---- TokenStore ----
@@ -339,23 +331,12 @@ export class PostgresStore implements TokenStore, KeyStore {
 
   /** The database as status and doctor show it. */
   async report(): Promise<PostgresReport> {
-    const hosts = await this.query<{ host: string; pid: number; version: string; last_seen: Date; lock_waits: string }>(
-      'list hosts',
-      `SELECT host, pid, version, last_seen, lock_waits FROM credproxy_hosts WHERE last_seen > now() - make_interval(secs => $1) ORDER BY host, pid`,
-      [HOST_FRESH_SECONDS],
-    );
-    const waiters = await this.query<{ n: string }>('count lock waiters', `SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objid <> 0 AND NOT granted`, [
-      LOCK_NAMESPACE,
-    ]);
-    const version = await this.query<{ v: number }>('read the schema version', 'SELECT max(version) AS v FROM credproxy_schema_version');
-    return {
-      target: this.target,
-      schemaVersion: version.rows[0]?.v ?? SCHEMA_VERSION,
-      connected: this.disconnectedAt === null,
-      ...(this.disconnectedAt !== null && { degradedSince: this.disconnectedAt }),
-      hosts: hosts.rows.map((h) => ({ host: h.host, pid: h.pid, version: h.version, lastSeen: h.last_seen.toISOString(), lockWaits: Number(h.lock_waits) })),
-      lockWaiters: Number(waiters.rows[0]?.n ?? 0),
-    };
+    try {
+      const report = await readPostgresReport(this.pool, this.target);
+      return { ...report, connected: this.disconnectedAt === null, ...(this.disconnectedAt !== null && { degradedSince: this.disconnectedAt }) };
+    } catch (err) {
+      throw this.asStoreError(err, 'read its status');
+    }
   }
 
   /** Stops listening and the heartbeat (removing this host's row), closes the pools. Idempotent. */
