@@ -5,7 +5,6 @@
  * under it and the cooldown keep them to one upstream refresh; a host killed -9 mid-refresh frees
  * the lock with its session; a removal on one host is seen by the others through NOTIFY.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
