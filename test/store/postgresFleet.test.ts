@@ -48,6 +48,7 @@ afterAll(async () => {
 interface Host {
   worker: Worker;
   socket: string;
+  control: string;
   pid: number;
 }
 
@@ -59,7 +60,7 @@ async function startHost(url: string, options: { config?: 'direct' | 'proxied'; 
     { script: FLEET_DAEMON, passphrase: PASSPHRASE },
   );
   const ready = await worker.waitFor((l) => l.event === 'ready', 'ready');
-  return { worker, socket: ready.socket as string, pid: ready.pid as number };
+  return { worker, socket: ready.socket as string, control: ready.control as string, pid: ready.pid as number };
 }
 
 /** The test process as one more host: logs in and stores the token, as `credproxy login` would. */
@@ -70,8 +71,8 @@ async function loginInto(url: string): Promise<{ store: PostgresStore; access: s
   return { store, access: token.access_token, refresh: token.refresh_token! };
 }
 
-async function request(host: Host, op: string, payload: Record<string, unknown>): Promise<Record<string, unknown>> {
-  const c = await RawClient.ready(host.socket);
+async function request(host: Host, op: string, payload: Record<string, unknown>, socket = host.socket): Promise<Record<string, unknown>> {
+  const c = await RawClient.ready(socket);
   try {
     return await c.request(op, payload, undefined);
   } finally {
@@ -179,5 +180,37 @@ describe.skipIf(pgSkipReason !== null)('three daemons sharing one PostgreSQL sto
       const reply = await request(h, 'get_token', { provider: P });
       expect(reply).toMatchObject({ ok: false, code: 'NOT_FOUND' });
     }
+  });
+
+  it('a database restart mid-run: the daemons keep serving valid tokens, report degraded, refuse writes clearly, then resume', { timeout: 90_000 }, async () => {
+    const { url } = await freshDatabase(server());
+    const [a, b] = await Promise.all([0, 1].map(() => startHost(url)));
+    const { access } = await loginInto(url);
+    for (const h of [a!, b!]) expect(((await request(h, 'get_token', { provider: P })).data as { access_token: string }).access_token).toBe(access);
+
+    await server().stop();
+    for (const h of [a!, b!]) await h.worker.waitFor((l) => l.event === 'disconnected', 'the outage');
+    for (const h of [a!, b!]) {
+      const reply = await request(h, 'get_token', { provider: P });
+      expect(reply.ok, JSON.stringify(reply)).toBe(true);
+      expect((reply.data as { access_token: string }).access_token).toBe(access);
+      const status = (await request(h, 'daemon_status', {}, h.control)).data as { store: string; store_health: { state: string; detail: string } };
+      expect(status.store).toBe('postgres');
+      expect(status.store_health.state).toBe('degraded');
+      expect(status.store_health.detail).toMatch(/unreachable since .*still-valid cached tokens are served/);
+    }
+    const refused = await request(a!, 'save_token', { provider: P, token: { access_token: 'at-during-outage', expiry: Math.floor(Date.now() / 1000) + 600, token_type: 'Bearer' } });
+    expect(refused).toMatchObject({ ok: false, code: 'INTERNAL_ERROR' });
+    expect(refused.error).toMatch(/unreachable right now/);
+    expect(a!.worker.lines.some((l) => l.event === 'log' && /lost the connection to PostgreSQL/.test(String(l.line)))).toBe(true);
+
+    await server().start();
+    for (const h of [a!, b!]) await h.worker.waitFor((l) => l.event === 'connected', 'the reconnection');
+    const saved = await request(a!, 'save_token', { provider: P, token: { access_token: 'at-after-outage', expiry: Math.floor(Date.now() / 1000) + 600, token_type: 'Bearer' } });
+    expect(saved.ok, JSON.stringify(saved)).toBe(true);
+    await b!.worker.waitFor((l) => l.event === 'generation' && l.source === 'notify', 'the save notification');
+    expect(((await request(b!, 'get_token', { provider: P })).data as { access_token: string }).access_token).toBe('at-after-outage');
+    const status = (await request(b!, 'daemon_status', {}, b!.control)).data as { store_health: { state: string } };
+    expect(status.store_health.state).toBe('ok');
   });
 });
