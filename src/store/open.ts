@@ -93,7 +93,10 @@ export async function decideBackend(options: OpenStoresOptions): Promise<StoreDe
   const env = options.env ?? process.env;
   const timeoutMs = options.probeTimeoutMs ?? PROBE_TIMEOUT_MS;
   const url = postgresUrlOf(options.backend, env);
-  if (url !== undefined) return { backend: 'postgres', reason: `PostgreSQL store ${describePostgresUrl(url)}`, url };
+  if (url !== undefined) {
+    const from = isPostgresUrl(options.backend) ? '' : ` (from ${STORE_URL_ENV})`;
+    return { backend: 'postgres', reason: `PostgreSQL store ${describePostgresUrl(url)}${from}`, url };
+  }
   switch (options.backend) {
     case 'memory':
       return { backend: 'memory', reason: 'memory store: requested' };

@@ -18,6 +18,7 @@ import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import path from 'node:path';
 import type { ClientBase, ClientConfig, Pool, PoolClient } from 'pg';
+import { parseIntoClientConfig } from 'pg-connection-string';
 import { raceAbort } from '../abort.js';
 import { ensurePrivateDir } from './atomicWrite.js';
 import { openValue, sealValue } from './crypto.js';
@@ -26,7 +27,7 @@ import { fileStorePaths, passphraseFrom } from './fileStore.js';
 import { storeKey } from './postgresKey.js';
 import { readPostgresReport, type PostgresReport } from './postgresReport.js';
 import { CHANGE_CHANNEL, LOCK_NAMESPACE, migrate } from './postgresSchema.js';
-import { describePostgresUrl } from './postgresTarget.js';
+import { describePostgresUrl, STORE_URL_ENV } from './postgresTarget.js';
 import { StoreError, type KeyStore, type StoredToken, type TokenStore } from './types.js';
 
 type PgModule = (typeof import('pg'))['default'];
@@ -73,18 +74,31 @@ async function loadPg(): Promise<PgModule> {
   }
 }
 
-/** The password from PGPASSFILE / ~/.pgpass when neither the URL nor PGPASSWORD gives one (pg's own lookup is deprecated). */
-export async function passwordFromEnvironment(params: { host?: string; port?: number; database?: string; user?: string }): Promise<string | undefined> {
+/**
+ * Called by pg only when the server asks for a password the URL does not hold: PGPASSWORD, else
+ * PGPASSFILE / ~/.pgpass (pg's own lookup of it is deprecated), else a clear error.
+ */
+export async function passwordFromEnvironment(params: { host?: string; port?: number; database?: string; user?: string }): Promise<string> {
   if (process.env.PGPASSWORD) return process.env.PGPASSWORD;
   const { default: pgpass } = await import('pgpass');
-  return new Promise((resolve) => pgpass(params, resolve));
+  const found = await new Promise<string | undefined>((resolve) => pgpass(params, resolve));
+  if (found !== undefined) return found;
+  throw new StoreError(
+    'unavailable',
+    `PostgreSQL asks for a password for user ${params.user ?? '(default)'} and none is configured: put it in the URL file (--store-url-file), in ${STORE_URL_ENV}, in PGPASSWORD or in PGPASSFILE`,
+  );
 }
 
-/** How credproxy connects: the URL (with its TLS options), the password from the environment when the URL has none. */
+/**
+ * How credproxy connects: the URL (with its TLS options), the password from the environment when
+ * the URL has none. The URL is parsed here rather than passed as `connectionString`, which would
+ * override the password function with the URL's (absent) password.
+ */
 export function postgresClientConfig(url: string, queryTimeoutMs: number | undefined): ClientConfig {
+  const fromUrl = parseIntoClientConfig(url);
   return {
-    connectionString: url,
-    password: passwordFromEnvironment,
+    ...fromUrl,
+    password: typeof fromUrl.password === 'string' && fromUrl.password !== '' ? fromUrl.password : passwordFromEnvironment,
     application_name: 'credproxy',
     connectionTimeoutMillis: 10_000,
     keepAlive: true,
@@ -512,10 +526,15 @@ export class PostgresStore implements TokenStore, KeyStore {
       .catch(() => {}); // an outage is reported by the listener, not by every heartbeat
   }
 
-  /** A pg or network failure as a StoreError naming the action and the code only (never a value or the URL). */
-  asStoreError(err: unknown, action: string): StoreError {
+  /**
+   * A pg or network failure as a StoreError naming the action and the code only (never a value or
+   * the URL). Anything else (a bug) is returned as it is, not disguised as an outage.
+   */
+  asStoreError(err: unknown, action: string): Error {
     if (err instanceof StoreError) return err;
     const code = (err as { code?: unknown }).code;
+    const message = err instanceof Error ? err.message : '';
+    if (typeof code !== 'string' && !/connection|terminat|timeout|ECONN|socket/i.test(message)) return err instanceof Error ? err : new Error(String(err));
     const text = typeof code === 'string' ? code : 'connection lost';
     const sqlClass = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code.slice(0, 2) : null;
     if (sqlClass === null || ['08', '57', '53', '28', '3D'].includes(sqlClass)) {

@@ -36,6 +36,8 @@ export function postgresMissing(): string | null {
 export interface TestPostgres {
   /** The unix socket directory: the `host` of a connection. */
   socketDir: string;
+  /** The cluster's data directory (pg_hba.conf lives there). */
+  dataDir: string;
   database: string;
   user: string;
   /** A connection URL (no password: trust on the private socket). */
@@ -123,6 +125,7 @@ export async function startPostgres(): Promise<TestPostgres> {
   await start();
   return {
     socketDir,
+    dataDir,
     database,
     user,
     url,

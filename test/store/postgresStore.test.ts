@@ -4,6 +4,8 @@
  * NOTIFY and through the generation re-read after a lost connection, the refresh lock across
  * stores (abort while waiting), and a database restart in the middle of use.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { CachedTokenStore } from '../../src/store/CachedTokenStore.js';
@@ -257,5 +259,47 @@ describe.skipIf(pgSkipReason !== null)('PostgresStore on a real PostgreSQL serve
     gate.open();
     await back;
     expect(store.changeStamp()).toBe(stamp);
+  });
+
+  it('a password comes from the URL or PGPASSFILE; none, or a wrong one, is a clear error that never shows it', async () => {
+    const pgs = server();
+    const admin = await pgs.client();
+    await admin.query(`CREATE ROLE pwuser LOGIN PASSWORD 'pw-secret-4711'`);
+    await admin.query('CREATE DATABASE pwdb OWNER pwuser');
+    // Password authentication for this role only, ahead of the trust line the other tests use.
+    const hba = path.join(pgs.dataDir, 'pg_hba.conf');
+    fs.writeFileSync(hba, `local all pwuser scram-sha-256\n${fs.readFileSync(hba, 'utf8')}`);
+    await admin.query('SELECT pg_reload_conf()');
+    await admin.end();
+    const socket = encodeURIComponent(pgs.socketDir);
+    const bare = `postgres://pwuser@/pwdb?host=${socket}`;
+    const saved = { PGPASSWORD: process.env.PGPASSWORD, PGPASSFILE: process.env.PGPASSFILE };
+    delete process.env.PGPASSWORD;
+    const passFile = path.join(hostDir(), 'pgpass');
+    try {
+      process.env.PGPASSFILE = path.join(hostDir(), 'absent');
+      const none = await rejection(openStore({ url: bare }));
+      expect(none.reason).toBe('unavailable');
+      expect(none.message).toMatch(/asks for a password for user pwuser and none is configured/);
+
+      const wrong = await rejection(openStore({ url: `postgres://pwuser:not-the-password@/pwdb?host=${socket}` }));
+      expect(wrong.reason).toBe('unavailable');
+      expect(wrong.message).toMatch(/28P01/);
+      expect(wrong.message).not.toContain('not-the-password');
+
+      const dataDir = hostDir();
+      const inUrl = await openStore({ url: `postgres://pwuser:pw-secret-4711@/pwdb?host=${socket}`, dataDir });
+      expect(inUrl.target).toBe(`${pgs.socketDir}/pwdb`);
+      await inUrl.setKey('K', 'v');
+      await inUrl.close();
+
+      fs.writeFileSync(passFile, '*:*:*:pwuser:pw-secret-4711\n', { mode: 0o600 });
+      process.env.PGPASSFILE = passFile;
+      const fromFile = await openStore({ url: bare, dataDir });
+      expect(await fromFile.getKey('K')).toBe('v');
+    } finally {
+      for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
   });
 });
