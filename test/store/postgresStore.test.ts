@@ -223,9 +223,13 @@ describe.skipIf(pgSkipReason !== null)('PostgresStore on a real PostgreSQL serve
     expect(logs.join('\n')).toMatch(/lost the connection to PostgreSQL/);
     expect(await cached.getToken('acme', 'default')).toMatchObject({ access_token: 'at-valid' });
     expect(await store.getKey('K')).toBe('v');
-    const failed = await rejection(store.saveToken('acme', 'default', token({ access_token: 'at-new' })));
+    const failed = await rejection(cached.saveToken('acme', 'default', token({ access_token: 'at-new' })));
     expect(failed.reason).toBe('unavailable');
     expect(failed.message).toMatch(/PostgreSQL store at .* is unavailable: cannot save a token/);
+    // The refused write changed nothing: the cache still serves what the store holds.
+    expect(await cached.getToken('acme', 'default')).toMatchObject({ access_token: 'at-valid' });
+    expect((await rejection(cached.removeToken('acme', 'default'))).reason).toBe('unavailable');
+    expect(await cached.getToken('acme', 'default')).toMatchObject({ access_token: 'at-valid' });
     const lockFailed = await rejection(store.withTokenLock('acme', 'default', async () => 'never'));
     expect(lockFailed.reason).toBe('unavailable');
 
