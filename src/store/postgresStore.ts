@@ -6,15 +6,13 @@
  * - The refresh lock is `pg_advisory_xact_lock` in a transaction on a connection of its own: the
  *   server releases it when the transaction or the session ends, so a host that dies mid-refresh
  *   frees it at once, with no stale-lock timeout.
- * - Every write is one transaction that also bumps the generation row and NOTIFYs it. A listener
- *   connection moves the change stamp on each notification and re-reads the generation whenever it
- *   reconnects, so a notification missed while it was away is still caught.
+ * - Every write is one transaction that also bumps the generation row and NOTIFYs it; the change
+ *   stamp follows it (PostgresChangeFeed.ts), through a re-read on every reconnection too.
  * - Outages: while the listener is away the stamp holds for `offlineServeMs` (the daemon's cache
  *   keeps serving still-valid tokens; expired ones are never served), then changes so nothing
  *   cached is served indefinitely. Reads that miss the cache, writes and locks fail with
  *   StoreError('unavailable'). Reconnection backs off up to 10 s.
  */
-import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import path from 'node:path';
 import type { ClientBase, ClientConfig, Pool, PoolClient } from 'pg';
@@ -26,12 +24,14 @@ import { checkKeyName, checkKeyValue, checkTokenNames, tokenToJson } from './doc
 import { fileStorePaths, passphraseFrom } from './fileStore.js';
 import { storeKey } from './postgresKey.js';
 import { readPostgresReport, type PostgresReport } from './postgresReport.js';
+import { PostgresChangeFeed, type StoreHealth } from './PostgresChangeFeed.js';
 import { CHANGE_CHANNEL, LOCK_NAMESPACE, migrate } from './postgresSchema.js';
 import { describePostgresUrl, STORE_URL_ENV } from './postgresTarget.js';
 import { StoreError, type KeyStore, type StoredToken, type TokenStore } from './types.js';
 
 type PgModule = (typeof import('pg'))['default'];
-type PgClient = InstanceType<PgModule['Client']>;
+
+export type { GenerationSource, StoreHealth } from './PostgresChangeFeed.js';
 
 export interface PostgresStoreOptions {
   /** The connection URL (it may carry a password and TLS options; it is never printed). */
@@ -52,14 +52,6 @@ export interface PostgresStoreOptions {
   /** Operational messages: outages and reconnections (never a secret). */
   log?: (line: string) => void;
 }
-
-export interface StoreHealth {
-  state: 'ok' | 'degraded';
-  detail: string;
-}
-
-/** A change of the generation this process knows, and where it learned of it. */
-export type GenerationSource = 'write' | 'notify' | 'reconnect';
 
 const DEFAULT_LOCK_WAIT_MS = 60_000;
 const DEFAULT_OFFLINE_SERVE_MS = 10 * 60_000;
@@ -110,22 +102,11 @@ export class PostgresStore implements TokenStore, KeyStore {
   readonly backend = 'postgres' as const;
   /** "host/db", safe to print. */
   readonly target: string;
-  /** 'generation' (value, source), 'connected', 'disconnected'. */
-  readonly events = new EventEmitter();
   private readonly pool: Pool;
   private readonly lockPool: Pool;
-  private readonly now: () => number;
-  private readonly sleep: (ms: number) => Promise<void>;
-  private readonly log: (line: string) => void;
+  private readonly changes: PostgresChangeFeed;
   private readonly lockWaitMs: number;
-  private readonly offlineServeMs: number;
   private key: Buffer | null = null;
-  private listener: PgClient | null = null;
-  private storeId = '';
-  private generation = -1;
-  /** Moved when a write's outcome is unknown (the connection broke at commit). */
-  private epoch = 0;
-  private disconnectedAt: number | null = null;
   private closing = false;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private lockWaits = 0;
@@ -133,15 +114,22 @@ export class PostgresStore implements TokenStore, KeyStore {
   private keyCacheStamp = '';
 
   private constructor(
-    private readonly pg: PgModule,
+    pg: PgModule,
     private readonly options: PostgresStoreOptions,
   ) {
     this.target = describePostgresUrl(options.url);
-    this.now = options.now ?? Date.now;
-    this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms).unref()));
-    this.log = options.log ?? (() => {});
     this.lockWaitMs = options.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS;
-    this.offlineServeMs = options.offlineServeMs ?? DEFAULT_OFFLINE_SERVE_MS;
+    this.changes = new PostgresChangeFeed({
+      pg,
+      config: this.clientConfig(QUERY_TIMEOUT_MS),
+      target: this.target,
+      now: options.now ?? Date.now,
+      sleep: options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms).unref())),
+      log: options.log ?? (() => {}),
+      offlineServeMs: options.offlineServeMs ?? DEFAULT_OFFLINE_SERVE_MS,
+    });
+    // A daemon's row is fresh again as soon as the database is back.
+    if (options.heartbeat) this.changes.events.on('connected', () => void this.beat(options.heartbeat!.version));
     this.pool = new pg.Pool({ ...this.clientConfig(QUERY_TIMEOUT_MS), max: 4 });
     // Lock holders wait up to lockWaitMs and then hold across a refresh; writes use the other pool,
     // so a daemon refreshing many buckets at once cannot starve its own saves.
@@ -167,7 +155,7 @@ export class PostgresStore implements TokenStore, KeyStore {
           label: store.target,
         });
       });
-      await store.connectListener();
+      await store.changes.start();
       if (options.heartbeat) await store.startHeartbeat(options.heartbeat);
     } catch (err) {
       await store.close();
@@ -276,29 +264,24 @@ export class PostgresStore implements TokenStore, KeyStore {
     );
   }
 
-  /**
-   * `storeId:generation:epoch` while the listener is connected, and for `offlineServeMs` after it
-   * lost the database; then a value of its own, so a cache stops serving what it cannot confirm.
-   */
+  /** Moves whenever any host writes the store (PostgresChangeFeed.stamp). */
   changeStamp(): string {
-    const since = this.disconnectedAt;
-    if (since !== null && this.now() - since >= this.offlineServeMs) return `offline:${since}`;
-    return `${this.storeId}:${this.generation}:${this.epoch}`;
+    return this.changes.stamp();
+  }
+
+  /** 'generation' (value, source), 'connected', 'disconnected': for logs and tests. */
+  get events(): PostgresChangeFeed['events'] {
+    return this.changes.events;
   }
 
   /** The server process of the change listener (pg_stat_activity.pid), or null while disconnected. */
   get listenerBackendPid(): number | null {
-    return (this.listener as unknown as { processID?: number } | null)?.processID ?? null;
+    return this.changes.listenerBackendPid;
   }
 
   /** 'degraded' while the database is unreachable (for daemon_status and logs). */
   health(): StoreHealth {
-    if (this.disconnectedAt === null) return { state: 'ok', detail: `PostgreSQL ${this.target}: connected` };
-    const cached = this.now() - this.disconnectedAt < this.offlineServeMs ? 'still-valid cached tokens are served' : 'cached tokens are no longer served';
-    return {
-      state: 'degraded',
-      detail: `PostgreSQL ${this.target} unreachable since ${new Date(this.disconnectedAt).toISOString()}; ${cached}, writes and refreshes fail until it is back`,
-    };
+    return this.changes.health();
   }
 
   // ---- KeyStore ----
@@ -347,7 +330,8 @@ export class PostgresStore implements TokenStore, KeyStore {
   async report(): Promise<PostgresReport> {
     try {
       const report = await readPostgresReport(this.pool, this.target);
-      return { ...report, connected: this.disconnectedAt === null, ...(this.disconnectedAt !== null && { degradedSince: this.disconnectedAt }) };
+      const since = this.changes.disconnectedSince;
+      return { ...report, connected: since === null, ...(since !== null && { degradedSince: since }) };
     } catch (err) {
       throw this.asStoreError(err, 'read its status');
     }
@@ -358,12 +342,10 @@ export class PostgresStore implements TokenStore, KeyStore {
     if (this.closing) return;
     this.closing = true;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    if (this.options.heartbeat && this.disconnectedAt === null) {
+    if (this.options.heartbeat && this.changes.disconnectedSince === null) {
       await this.pool.query('DELETE FROM credproxy_hosts WHERE host = $1 AND pid = $2', [os.hostname(), process.pid]).catch(() => {});
     }
-    const listener = this.listener;
-    this.listener = null;
-    await listener?.end().catch(() => {});
+    await this.changes.close();
     await Promise.allSettled([this.pool.end(), this.lockPool.end()]);
     this.key = null;
     this.keyCache.clear();
@@ -436,78 +418,15 @@ export class PostgresStore implements TokenStore, KeyStore {
         }
         committing = true;
         await client.query('COMMIT');
-        if (generation !== null) this.advance(generation, 'write');
+        if (generation !== null) this.changes.advance(generation, 'write');
         return changed;
       } catch (err) {
         // A commit whose answer was lost may have landed: caches must not trust what they hold.
-        if (committing) this.epoch++;
+        if (committing) this.changes.uncertain();
         await client.query('ROLLBACK').catch(() => {});
         throw err;
       }
     });
-  }
-
-  private advance(generation: number, source: GenerationSource): void {
-    if (!(generation > this.generation)) return;
-    this.generation = generation;
-    this.events.emit('generation', generation, source);
-  }
-
-  /** LISTEN first, then read the generation: a write between the two is seen at least once. */
-  private async connectListener(): Promise<void> {
-    const client = new this.pg.Client(this.clientConfig(QUERY_TIMEOUT_MS));
-    client.on('error', () => this.listenerLost(client));
-    client.on('end', () => this.listenerLost(client));
-    try {
-      await client.connect();
-      client.on('notification', (n) => {
-        if (n.channel === CHANGE_CHANNEL && n.payload) this.advance(Number(n.payload), 'notify');
-      });
-      await client.query(`LISTEN ${CHANGE_CHANNEL}`);
-      const { rows } = await client.query<{ store_id: string; generation: string }>('SELECT store_id, generation FROM credproxy_generation WHERE id = 1');
-      const row = rows[0];
-      if (!row) throw new StoreError('corrupt', `The PostgreSQL store at ${this.target} lacks its generation row`);
-      if (this.storeId !== row.store_id) {
-        // Another database behind the same URL (restored, recreated): nothing known so far holds.
-        this.storeId = row.store_id;
-        this.generation = -1;
-      }
-      this.listener = client;
-      this.advance(Number(row.generation), 'reconnect');
-    } catch (err) {
-      client.removeAllListeners('end');
-      client.removeAllListeners('error');
-      client.on('error', () => {});
-      await client.end().catch(() => {});
-      throw err;
-    }
-  }
-
-  private listenerLost(client: PgClient): void {
-    if (this.closing || this.listener !== client) return;
-    this.listener = null;
-    this.disconnectedAt = this.now();
-    this.log(`store: lost the connection to PostgreSQL ${this.target}; serving still-valid cached tokens, writes fail until it is back`);
-    this.events.emit('disconnected');
-    void this.reconnect();
-  }
-
-  private async reconnect(): Promise<void> {
-    for (let attempt = 0; !this.closing; attempt++) {
-      await this.sleep(Math.min(10_000, 250 * 2 ** Math.min(attempt, 6)) * (0.75 + Math.random() / 2));
-      if (this.closing) return;
-      try {
-        await this.connectListener();
-      } catch {
-        continue;
-      }
-      const downMs = this.now() - (this.disconnectedAt ?? this.now());
-      this.disconnectedAt = null;
-      this.log(`store: reconnected to PostgreSQL ${this.target} after ${Math.round(downMs / 1000)} s (generation ${this.generation})`);
-      this.events.emit('connected', this.generation);
-      if (this.options.heartbeat) void this.beat(this.options.heartbeat.version);
-      return;
-    }
   }
 
   private async startHeartbeat(heartbeat: { version: string; intervalMs?: number }): Promise<void> {
