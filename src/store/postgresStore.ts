@@ -236,7 +236,8 @@ export class PostgresStore implements TokenStore, KeyStore {
       if (signal?.aborted) this.abandonLockWait(client, acquire);
       else client.release(true);
       if ((err as { code?: string }).code === '55P03') {
-        throw new StoreError('locked', `Timed out after ${Math.round(this.lockWaitMs / 1000)} s waiting for ${what}, held by another host`);
+        const waited = this.lockWaitMs >= 1000 ? `${Math.round(this.lockWaitMs / 1000)} s` : `${this.lockWaitMs} ms`;
+        throw new StoreError('locked', `Timed out after ${waited} waiting for ${what}, held by another host`);
       }
       throw signal?.aborted ? err : this.asStoreError(err, `take ${what}`);
     } finally {

@@ -306,4 +306,42 @@ describe.skipIf(pgSkipReason !== null)('PostgresStore on a real PostgreSQL serve
       else process.env[k] = v;
     }
   });
+
+  it('hosts opening a new database together migrate it once and agree on one key; a newer schema is refused', async () => {
+    const { url } = await freshDatabase(server());
+    const env = { CREDPROXY_PASSPHRASE: 'opened together' };
+    const stores = await Promise.all([0, 1, 2].map(() => openStore({ url, env })));
+    await stores[0]!.saveToken('acme', 'default', token({ access_token: 'at-together' }));
+    for (const s of stores) expect(await s.getToken('acme', 'default')).toMatchObject({ access_token: 'at-together' });
+    const direct = new pg.Client({ connectionString: url });
+    await direct.connect();
+    expect((await direct.query('SELECT version FROM credproxy_schema_version')).rows).toEqual([{ version: 1 }]);
+    await direct.query('INSERT INTO credproxy_schema_version (version) VALUES (2)');
+    await direct.end();
+    const newer = await rejection(openStore({ url, env }));
+    expect(newer.reason).toBe('unavailable');
+    expect(newer.message).toMatch(/schema version 2, newer than this build reads \(1\); upgrade credproxy on this host/);
+  });
+
+  it('a refresh lock held longer than lockWaitMs by another host is a clear locked error', async () => {
+    const { url } = await freshDatabase(server());
+    const dirA = hostDir();
+    const a = await openStore({ url, dataDir: dirA });
+    const b = await openStore({ url, dataDir: hostDir(dirA), lockWaitMs: 1 });
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let entered!: () => void;
+    const inside = new Promise<void>((resolve) => (entered = resolve));
+    const holder = a.withTokenLock('acme', 'default', async () => {
+      entered();
+      await held;
+    });
+    await inside;
+    const err = await rejection(b.withTokenLock('acme', 'default', async () => 'never'));
+    expect(err.reason).toBe('locked');
+    expect(err.message).toMatch(/waiting for the refresh lock of acme:default, held by another host/);
+    release();
+    await holder;
+    expect(await b.withTokenLock('acme', 'default', async () => 'after')).toBe('after');
+  });
 });
