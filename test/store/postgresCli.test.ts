@@ -63,6 +63,28 @@ describe('credproxy with --store postgres://…', () => {
         const database = checks.find((c) => c.name === 'database')!;
         expect(database.status).toBe('ok');
         expect(database.detail).toMatch(new RegExp(`schema version 1; daemons seen in the last 5 minutes: .*:${serve.child.pid}; refresh locks waited for now: 0`));
+        // The database goes away: status says so (exit 1), and relays the daemon's degraded store.
+        let serveLog = '';
+        const logged = (text: string): Promise<void> =>
+          new Promise<void>((resolve) => {
+            const check = (): void => {
+              if (serveLog.includes(text)) resolve();
+            };
+            serve.child.stderr!.on('data', check);
+            check();
+          });
+        serve.child.stderr!.on('data', (d: Buffer) => (serveLog += d.toString()));
+        const lost = logged('lost the connection to PostgreSQL');
+        await server().stop();
+        await lost;
+        const down = await runCli(['status'], { env: secondEnv });
+        expect(down.code).toBe(1);
+        expect(down.stdout).toMatch(/^Store: postgres \(PostgreSQL store .* \(from CREDPROXY_STORE_URL\)/);
+        expect(down.stdout).toMatch(/the store cannot be read from here: The PostgreSQL store at .* is unavailable/);
+        expect(down.stdout).toMatch(/the daemon's store is degraded: PostgreSQL .* unreachable since .*still-valid cached tokens are served/);
+        const back = logged('reconnected to PostgreSQL');
+        await server().start();
+        await back;
       } finally {
         serve.child.kill('SIGTERM');
         await serve.exit;

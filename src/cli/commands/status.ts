@@ -123,7 +123,7 @@ export async function collectStatus(
     tokens,
     keys: await stores.keys.listKeys(),
     warnings,
-    daemon: daemon && { socket: daemon.socketPath, source: daemon.source, ...(daemon.pid !== undefined && { pid: daemon.pid }) },
+    daemon: daemonEntry(daemon),
   };
 }
 
@@ -143,6 +143,10 @@ function databaseLines(d: PostgresReport, nowMs: number): string[] {
     '  daemons seen in the last 5 minutes:',
     ...(hosts.length ? hosts : ['    (none)']),
   ];
+}
+
+function daemonEntry(daemon: DaemonSocket | null): DaemonStatus | null {
+  return daemon && { socket: daemon.socketPath, source: daemon.source, ...(daemon.pid !== undefined && { pid: daemon.pid }) };
 }
 
 function daemonLine(d: DaemonStatus): string {
@@ -208,6 +212,32 @@ async function daemonFacts(): Promise<DaemonFacts> {
   return facts;
 }
 
+/**
+ * The report when a shared store cannot be reached: what it is and why it failed, and what the
+ * running daemon says of it (it may still be serving cached tokens). Null for any other failure.
+ */
+async function unreachableStore(cmd: Command, err: unknown, daemon: DaemonSocket | null, facts: DaemonFacts): Promise<StatusReport | null> {
+  if (!(err instanceof StoreError) || err.reason !== 'unavailable') return null;
+  const [{ decideBackend, describeStore }, { storeChoice }, { dataDir }] = await Promise.all([
+    import('../../store/open.js'),
+    import('../util/storeChoice.js'),
+    import('../../paths.js'),
+  ]);
+  const dir = dataDir(process.env);
+  const decision = await decideBackend({ backend: storeChoice(cmd), dataDir: dir, env: process.env }).catch(() => null);
+  if (decision?.backend !== 'postgres') return null;
+  const { reason, protects } = describeStore(decision, dir, process.env);
+  const warnings = [`the store cannot be read from here: ${err.message}`];
+  if (facts.storeHealth?.state === 'degraded') warnings.push(`the daemon's store is degraded: ${facts.storeHealth.detail}`);
+  return {
+    store: { backend: 'postgres', reason, protects, dataDir: dir },
+    tokens: [],
+    keys: [],
+    warnings,
+    daemon: daemonEntry(daemon),
+  };
+}
+
 export function statusCommand(): Command {
   return new Command('status')
     .description('show the store backend, tokens with their expiry, key names and warnings (no secrets)')
@@ -222,7 +252,16 @@ it, and it may use another store (serve --store).`,
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const daemon = await daemonSocket();
       const facts = daemon?.source === 'discovered' ? await daemonFacts() : { renewals: new Map<string, number>() };
-      const report = await withHostStores(cmd, (stores) => collectStatus(stores, Date.now(), process.env, daemon, facts));
+      let report: StatusReport;
+      try {
+        report = await withHostStores(cmd, (stores) => collectStatus(stores, Date.now(), process.env, daemon, facts));
+      } catch (err) {
+        const unreachable = await unreachableStore(cmd, err, daemon, facts);
+        if (!unreachable) throw err;
+        report = unreachable;
+        // The report is printed, but the store could not be read: scripts must see that.
+        process.exitCode = 1;
+      }
       process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : renderStatus(report));
     });
 }
