@@ -222,7 +222,7 @@ export class PostgresStore implements TokenStore, KeyStore {
       client = await (signal ? raceAbort(connecting, signal, () => signal.reason) : connecting);
     } catch (err) {
       void connecting.then((c) => c.release(), () => {});
-      throw this.asStoreError(err, `take ${what}`);
+      throw signal?.aborted ? err : this.asStoreError(err, `take ${what}`);
     }
     const acquire = (async () => {
       await client.query('BEGIN');
