@@ -82,6 +82,11 @@ describe('credproxy with --store postgres://…', () => {
         expect(down.stdout).toMatch(/^Store: postgres \(PostgreSQL store .* \(from CREDPROXY_STORE_URL\)/);
         expect(down.stdout).toMatch(/the store cannot be read from here: The PostgreSQL store at .* is unavailable/);
         expect(down.stdout).toMatch(/the daemon's store is degraded: PostgreSQL .* unreachable since .*still-valid cached tokens are served/);
+        const doctorDown = await runCli(['doctor', '--json'], { env: secondEnv, timeoutMs: 30_000 });
+        const downCheck = (JSON.parse(doctorDown.stdout) as { checks: Array<{ name: string; status: string; detail: string; fix?: string }> }).checks.find((c) => c.name === 'database')!;
+        expect(downCheck.status).toBe('problem');
+        expect(downCheck.detail).toMatch(/^PostgreSQL .*\/t\d+_\d+ cannot be reached \(/);
+        expect(downCheck.fix).toMatch(/PGPASSFILE/);
         const back = logged('reconnected to PostgreSQL');
         await server().start();
         await back;
