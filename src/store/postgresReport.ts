@@ -17,6 +17,8 @@ export interface PostgresReport {
   hosts: Array<{ host: string; pid: number; version: string; lastSeen: string; lockWaits: number }>;
   /** Refresh locks some host is waiting for right now (pg_locks). */
   lockWaiters: number;
+  /** Which key the store was created with (never the key): what a new host must bring. */
+  keyKind?: 'keyfile' | 'passphrase';
 }
 
 /** Hosts whose heartbeat is older than this are not shown as live. */
@@ -41,9 +43,11 @@ export async function readPostgresReport(db: Queryable, target: string): Promise
           `SELECT host, pid, version, last_seen, lock_waits FROM credproxy_hosts WHERE last_seen > now() - make_interval(secs => $1) ORDER BY host, pid`,
           [HOST_FRESH_SECONDS],
         );
+  const key = schemaVersion === 0 ? { rows: [] } : await db.query<{ key_kind: 'keyfile' | 'passphrase' }>('SELECT key_kind FROM credproxy_key_params WHERE id = 1');
   return {
     target,
     schemaVersion,
+    ...(key.rows[0] && { keyKind: key.rows[0].key_kind }),
     connected: true,
     hosts: hosts.rows.map((h) => ({ host: h.host, pid: h.pid, version: h.version, lastSeen: h.last_seen.toISOString(), lockWaits: Number(h.lock_waits) })),
     lockWaiters,

@@ -44,6 +44,13 @@ describe('credproxy with --store postgres://…', () => {
       const listed = await runCli(['keys', 'list'], { env: secondEnv });
       expect(listed.stdout.trim()).toBe('OPENAI');
 
+      // A host joining without the fleet's passphrase: doctor says what it lacks, before any open.
+      const keyless = await runCli(['doctor', '--json'], { env: { ...second.env, CREDPROXY_PASSPHRASE: '', CREDPROXY_STORE_URL: url }, timeoutMs: 30_000 });
+      const keyCheck = (JSON.parse(keyless.stdout) as { checks: Array<{ name: string; status: string; detail: string; fix?: string }> }).checks.find((c) => c.name === 'database')!;
+      expect(keyCheck).toMatchObject({ status: 'problem' });
+      expect(keyCheck.detail).toMatch(/was created with CREDPROXY_PASSPHRASE, which is not set now/);
+      expect(keyCheck.fix).toMatch(/^export CREDPROXY_PASSPHRASE=/);
+
       const serve = startServe(['--audit', 'off'], secondEnv);
       await serve.ready;
       try {

@@ -35,7 +35,7 @@ export async function storeChecks(choice: StoreChoice, env: NodeJS.ProcessEnv): 
   }
   // A decision that did not need the keyring did not ask it; the keyring check asks anyway.
   const probe = decision?.probe ?? (await probeKeyring(env, PROBE_TIMEOUT_MS));
-  const database = decision?.backend === 'postgres' ? [await databaseCheck(decision.url!)] : [];
+  const database = decision?.backend === 'postgres' ? [await databaseCheck(decision.url!, dir, env)] : [];
   return [store, ...database, dataDirCheck(dir), keyringCheck(probe, decision, env)];
 }
 
@@ -43,7 +43,7 @@ export async function storeChecks(choice: StoreChoice, env: NodeJS.ProcessEnv): 
  * The PostgreSQL store, read-only and without the key: reachable, its schema version, the daemons
  * whose heartbeat is recent and the refresh locks waited for now. Never the URL's password.
  */
-async function databaseCheck(url: string): Promise<Check> {
+async function databaseCheck(url: string, dir: string, env: NodeJS.ProcessEnv): Promise<Check> {
   const { inspectPostgres } = await import('../../store/postgresReport.js');
   const { postgresClientConfig } = await import('../../store/postgresStore.js');
   const target = describePostgresUrl(url);
@@ -61,6 +61,17 @@ async function databaseCheck(url: string): Promise<Check> {
   if (report.schemaVersion === 0) return ok('database', `PostgreSQL ${target} answers; no credproxy schema yet (the first serve, login or import creates it)`);
   if (report.schemaVersion > SCHEMA_VERSION) {
     return problem('database', `PostgreSQL ${target} has schema version ${report.schemaVersion}, newer than this credproxy reads (${SCHEMA_VERSION})`, 'upgrade credproxy on this host');
+  }
+  // The key itself is only checked when the store opens; here, whether this host brings the kind of key the fleet uses.
+  const paths = { storePath: `postgres ${target}`, keyPath: fileStorePaths(dir).keyPath };
+  const passphrase = passphraseFrom(env);
+  const mismatch = report.keyKind && keySourceMismatch(paths, report.keyKind, passphrase);
+  if (mismatch) {
+    const fix = report.keyKind === 'passphrase' ? `export ${PASSPHRASE_ENV}='<the passphrase every host of this store uses>'` : `unset ${PASSPHRASE_ENV}`;
+    return problem('database', mismatch.message, fix);
+  }
+  if (report.keyKind === 'keyfile' && !fs.existsSync(paths.keyPath)) {
+    return problem('database', missingKeyFile(paths).message, `copy store.key from a host of this store: scp OTHER-HOST:DATA_DIR/store.key ${sh(paths.keyPath)} && chmod 600 ${sh(paths.keyPath)}`);
   }
   const hosts = report.hosts.map((h) => `${h.host}:${h.pid}`).join(', ') || 'none';
   return ok('database', `PostgreSQL ${target}: schema version ${report.schemaVersion}; daemons seen in the last 5 minutes: ${hosts}; refresh locks waited for now: ${report.lockWaiters}`);
