@@ -109,6 +109,7 @@ export class PostgresStore implements TokenStore, KeyStore {
   private key: Buffer | null = null;
   private closing = false;
   private heartbeatTimer: NodeJS.Timeout | null = null;
+  private beating: Promise<void> = Promise.resolve();
   private lockWaits = 0;
   private readonly keyCache = new Map<string, string | null>();
   private keyCacheStamp = '';
@@ -176,7 +177,12 @@ export class PostgresStore implements TokenStore, KeyStore {
     if (!rows[0]) return null;
     const plain = openValue(rows[0].sealed, this.requireKey(), tokenAad(provider, bucket));
     if (!plain) throw this.undecryptable(`the token ${provider}/${bucket}`);
-    return JSON.parse(plain.toString('utf8')) as StoredToken;
+    try {
+      return JSON.parse(plain.toString('utf8')) as StoredToken;
+    } catch {
+      // Authenticated yet not JSON: written by something else with this key, not by credproxy.
+      throw new StoreError('corrupt', `The token ${provider}/${bucket} in the PostgreSQL store at ${this.target} decrypted but is not a token`);
+    }
   }
 
   async saveToken(provider: string, bucket: string, token: StoredToken): Promise<void> {
@@ -344,7 +350,10 @@ export class PostgresStore implements TokenStore, KeyStore {
     this.closing = true;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.options.heartbeat && this.changes.disconnectedSince === null) {
-      await this.pool.query('DELETE FROM credproxy_hosts WHERE host = $1 AND pid = $2', [os.hostname(), process.pid]).catch(() => {});
+      await this.beating;
+      const forget = (): Promise<unknown> => this.pool.query('DELETE FROM credproxy_hosts WHERE host = $1 AND pid = $2', [os.hostname(), process.pid]);
+      // A pooled connection left over from before a database restart fails once; a fresh one follows.
+      await forget().catch(forget).catch(() => {});
     }
     await this.changes.close();
     await Promise.allSettled([this.pool.end(), this.lockPool.end()]);
@@ -436,14 +445,21 @@ export class PostgresStore implements TokenStore, KeyStore {
     this.heartbeatTimer.unref();
   }
 
-  private async beat(version: string): Promise<void> {
-    await this.pool
+  /** One heartbeat; close() waits for one in flight, so it cannot re-insert the row close deletes. */
+  private beat(version: string): Promise<void> {
+    if (this.closing) return Promise.resolve();
+    const beat = this.pool
       .query(
         `INSERT INTO credproxy_hosts (host, pid, version, started_at, last_seen, lock_waits) VALUES ($1, $2, $3, now(), now(), $4)
          ON CONFLICT (host, pid) DO UPDATE SET version = EXCLUDED.version, last_seen = now(), lock_waits = EXCLUDED.lock_waits`,
         [os.hostname(), process.pid, version, this.lockWaits],
       )
-      .catch(() => {}); // an outage is reported by the listener, not by every heartbeat
+      .then(
+        () => {},
+        () => {}, // an outage is reported by the listener, not by every heartbeat
+      );
+    this.beating = beat;
+    return beat;
   }
 
   /**
