@@ -144,7 +144,8 @@ describe.skipIf(pgSkipReason !== null)('three daemons sharing one PostgreSQL sto
 
     const order: string[] = [];
     void survivorReply.then(() => order.push('survivor refreshed'));
-    const died = doomed.worker.exited.then(() => order.push('doomed died'));
+    // 'exit' (SIGCHLD), not 'close': it comes as soon as the process is gone.
+    const died = new Promise<void>((resolve) => doomed.worker.child.once('exit', () => resolve(void order.push('doomed died'))));
     doomed.worker.child.kill('SIGKILL');
     await died;
     const reply = await survivorReply;
