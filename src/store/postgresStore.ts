@@ -5,7 +5,8 @@
  *   data; the database holds ciphertext, names, times and host names only.
  * - The refresh lock is `pg_advisory_xact_lock` in a transaction on a connection of its own: the
  *   server releases it when the transaction or the session ends, so a host that dies mid-refresh
- *   frees it at once, with no stale-lock timeout.
+ *   frees it at once, with no stale-lock timeout. A lock whose connection broke refuses the writes
+ *   made under it (another host may hold it by then).
  * - Every write is one transaction that also bumps the generation row and NOTIFYs it; the change
  *   stamp follows it (PostgresChangeFeed.ts), through a re-read on every reconnection too.
  * - Outages: while the listener is away the stamp holds for `offlineServeMs` (the daemon's cache
@@ -13,6 +14,7 @@
  *   cached is served indefinitely. Reads that miss the cache, writes and locks fail with
  *   StoreError('unavailable'). Reconnection backs off up to 10 s.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import os from 'node:os';
 import path from 'node:path';
 import type { ClientBase, ClientConfig, Pool, PoolClient } from 'pg';
@@ -110,6 +112,8 @@ export class PostgresStore implements TokenStore, KeyStore {
   private closing = false;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private beating: Promise<void> = Promise.resolve();
+  /** The refresh lock `fn` of withTokenLock runs under, so its writes can tell it was lost. */
+  private readonly heldLock = new AsyncLocalStorage<HeldLock>();
   private lockWaits = 0;
   private readonly keyCache = new Map<string, string | null>();
   private keyCacheStamp = '';
@@ -230,6 +234,14 @@ export class PostgresStore implements TokenStore, KeyStore {
       void connecting.then((c) => c.release(), () => {});
       throw signal?.aborted ? err : this.asStoreError(err, `take ${what}`);
     }
+    // A checked-out pg client has no 'error' listener of the pool's: a connection that breaks
+    // (a database restart) must mark the lock lost, not crash the process.
+    const held: HeldLock = { what, lost: false };
+    const lost = (): void => {
+      held.lost = true;
+    };
+    client.on('error', lost);
+    client.on('end', lost);
     const acquire = (async () => {
       await client.query('BEGIN');
       await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(this.lockWaitMs))}`);
@@ -239,8 +251,8 @@ export class PostgresStore implements TokenStore, KeyStore {
     try {
       await (signal ? raceAbort(acquire, signal, () => signal.reason) : acquire);
     } catch (err) {
-      if (signal?.aborted) this.abandonLockWait(client, acquire);
-      else client.release(true);
+      if (signal?.aborted) this.abandonLockWait(client, acquire, lost);
+      else release(client, lost, true);
       if ((err as { code?: string }).code === '55P03') {
         const waited = this.lockWaitMs >= 1000 ? `${Math.round(this.lockWaitMs / 1000)} s` : `${this.lockWaitMs} ms`;
         throw new StoreError('locked', `Timed out after ${waited} waiting for ${what}, held by another host`);
@@ -250,24 +262,24 @@ export class PostgresStore implements TokenStore, KeyStore {
       this.lockWaits--;
     }
     try {
-      return await fn();
+      return await this.heldLock.run(held, fn);
     } finally {
       // Ending the transaction releases the lock; a broken connection has released it already.
       await client.query('ROLLBACK').then(
-        () => client.release(),
-        () => client.release(true),
+        () => release(client, lost, false),
+        () => release(client, lost, true),
       );
     }
   }
 
   /** An aborted lock wait: cancel it on the server, and drop the connection whatever it got. */
-  private abandonLockWait(client: PoolClient, acquire: Promise<void>): void {
+  private abandonLockWait(client: PoolClient, acquire: Promise<void>, lost: () => void): void {
     const pid = (client as unknown as { processID?: number }).processID;
     if (pid) void this.pool.query('SELECT pg_cancel_backend($1)', [pid]).catch(() => {});
     // Dropping the session ends its transaction: a lock granted in the meantime goes with it.
     void acquire.then(
-      () => client.release(true),
-      () => client.release(true),
+      () => release(client, lost, true),
+      () => release(client, lost, true),
     );
   }
 
@@ -400,12 +412,15 @@ export class PostgresStore implements TokenStore, KeyStore {
     } catch (err) {
       throw this.asStoreError(err, action);
     }
+    // The query in flight gets the error; the event itself must not crash the process.
+    const ignore = (): void => {};
+    client.on('error', ignore);
     try {
       const result = await fn(client);
-      client.release();
+      release(client, ignore, false);
       return result;
     } catch (err) {
-      client.release(true);
+      release(client, ignore, true);
       throw this.asStoreError(err, action);
     }
   }
@@ -426,6 +441,9 @@ export class PostgresStore implements TokenStore, KeyStore {
           generation = Number(rows[0]!.generation);
           await client.query('SELECT pg_notify($1, $2)', [CHANGE_CHANNEL, String(generation)]);
         }
+        // Written under a refresh lock whose connection broke: another host may hold it now.
+        const held = this.heldLock.getStore();
+        if (held?.lost) throw new StoreError('locked', `Lost ${held.what} (its database connection ended); nothing was written`);
         committing = true;
         await client.query('COMMIT');
         if (generation !== null) this.changes.advance(generation, 'write');
@@ -478,6 +496,19 @@ export class PostgresStore implements TokenStore, KeyStore {
     }
     return new StoreError('io', `The PostgreSQL store at ${this.target} refused to ${action} (SQLSTATE ${text})`);
   }
+}
+
+interface HeldLock {
+  what: string;
+  /** Its connection ended: the server released the lock. */
+  lost: boolean;
+}
+
+/** Back to the pool (or destroyed), without the listener added at checkout. */
+function release(client: PoolClient, listener: () => void, destroy: boolean): void {
+  client.off('error', listener);
+  client.off('end', listener);
+  client.release(destroy);
 }
 
 function tokenAad(provider: string, bucket: string): Buffer {

@@ -9,6 +9,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { CachedTokenStore } from '../../src/store/CachedTokenStore.js';
+import { LOCK_NAMESPACE } from '../../src/store/postgresSchema.js';
 import { StoreError } from '../../src/store/types.js';
 import { token } from './helpers.js';
 import { freshDatabase, gatedSleep, hostDir, nextEvent, nextGeneration, openStore, pgSkipReason, until, usePostgres } from './postgresHelpers.js';
@@ -343,5 +344,33 @@ describe.skipIf(pgSkipReason !== null)('PostgresStore on a real PostgreSQL serve
     release();
     await holder;
     expect(await b.withTokenLock('acme', 'default', async () => 'after')).toBe('after');
+  });
+
+  it('a refresh lock whose connection is cut mid-way refuses the writes under it, without crashing; the lock is free for others', async () => {
+    const { url, name } = await freshDatabase(server());
+    const dirA = hostDir();
+    const a = await openStore({ url, dataDir: dirA });
+    const b = await openStore({ url, dataDir: hostDir(dirA) });
+    await a.saveToken('acme', 'default', token({ access_token: 'at-before' }));
+    let cut!: () => void;
+    const wasCut = new Promise<void>((resolve) => (cut = resolve));
+    let entered!: () => void;
+    const inside = new Promise<void>((resolve) => (entered = resolve));
+    const holder = a.withTokenLock('acme', 'default', async () => {
+      entered();
+      await wasCut;
+      await a.saveToken('acme', 'default', token({ access_token: 'at-under-lost-lock' }));
+    });
+    await inside;
+    const admin = await server().client();
+    await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND granted AND database = (SELECT oid FROM pg_database WHERE datname = $2)`, [LOCK_NAMESPACE, name]);
+    await admin.end();
+    // The other host gets the lock at once: the server released it with the session.
+    expect(await b.withTokenLock('acme', 'default', async () => 'b has it')).toBe('b has it');
+    cut();
+    const err = await rejection(holder);
+    expect(err.reason).toBe('locked');
+    expect(err.message).toMatch(/Lost the refresh lock of acme:default \(its database connection ended\); nothing was written/);
+    expect(await b.getToken('acme', 'default')).toMatchObject({ access_token: 'at-before' });
   });
 });
