@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs and runs it; ends with "N passed, N failed, N skipped".
 # System packages (a real Secret Service for the keyring tests, setpriv for the peer-uid tests,
-# bubblewrap for the `credproxy run --sandbox bwrap` tests) are
+# bubblewrap for the `credproxy run --sandbox bwrap` tests, a PostgreSQL server for the shared
+# store tests) are
 # installed with apt when missing; that needs root, as in CI.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(dbus gnome-keyring util-linux bubblewrap)
+packages=(dbus gnome-keyring util-linux bubblewrap postgresql)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { oneLine } from './util/errors.js';
-import { storeOption } from './util/storeOption.js';
+import { storeOption, storeUrlFileOption } from './util/storeOption.js';
 import { commandWord } from './commandWord.js';
 
 /**
@@ -56,6 +56,7 @@ export async function buildProgram(argv: readonly string[] = process.argv): Prom
     .description('host-side credential broker: keeps refresh tokens and API keys on the host, serves short-lived access tokens to sandboxes')
     .version(packageVersion())
     .addOption(storeOption())
+    .addOption(storeUrlFileOption())
     .addHelpText('after', '\nData lives in $CREDPROXY_HOME, else $XDG_DATA_HOME/credproxy, else ~/.local/share/credproxy.');
   const named = commandWord(argv.slice(2), COMMANDS.map(([name]) => name));
   const chosen = named === undefined ? COMMANDS : COMMANDS.filter(([name]) => name === named);

@@ -19,6 +19,7 @@ import { RenewalScheduler, type RenewalOptions } from '../oauth/RenewalScheduler
 import type { SessionStore } from '../oauth/sessions.js';
 import { TokenService, type TokenTiming } from '../oauth/TokenService.js';
 import { CachedTokenStore } from '../store/CachedTokenStore.js';
+import { StoreError } from '../store/types.js';
 import { openAuditLog, type AuditLog } from './audit.js';
 import { Connection } from './connection.js';
 import { ControlPlane } from './controlPlane.js';
@@ -137,6 +138,8 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
       pid: process.pid,
       version: PACKAGE_VERSION,
       store: options.tokens.backend,
+      // A shared store that cannot be reached: still-valid cached tokens are served, writes fail.
+      ...(options.tokens.health && { store_health: options.tokens.health() }),
       listeners: [
         { kind: 'main', path: socketPath },
         { kind: 'control', path: controlPath },
@@ -145,7 +148,14 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
       connections: { total: connections.size, limit: limits.maxConnections },
       // Paths, not secrets: what a launcher must keep out of a sandbox (§11 launcher rules).
       protected_paths: [...new Set([...(options.hostPaths ?? []).map((p) => path.resolve(p)), socketPath, controlPath, dir])],
-      tokens: await tokenSummary(tokens, renewal),
+      // A shared store that is down cannot be listed; the rest of the status still answers.
+      ...(await tokenSummary(tokens, renewal).then(
+        (list) => ({ tokens: list }),
+        (err: unknown) => {
+          if (!(err instanceof StoreError)) throw err;
+          return { tokens: [], tokens_unavailable: err.message };
+        },
+      )),
     }),
   });
   const services: HandlerServices = {

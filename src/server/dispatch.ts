@@ -249,7 +249,9 @@ function toFailure(err: unknown): Failure {
   if (err instanceof ProxyError) return fromError(err);
   // Store messages name host paths (the user's home); the sandbox learns only what kind of failure it was.
   if (err instanceof StoreError) {
-    return failure('INTERNAL_ERROR', err.reason === 'locked' ? 'The credential store is busy (locked by another process); try again' : 'The credential store on the host cannot be used');
+    if (err.reason === 'locked') return failure('INTERNAL_ERROR', 'The credential store is busy (locked by another process); try again');
+    if (err.reason === 'unavailable') return failure('INTERNAL_ERROR', 'The credential store on the host is unreachable right now; try again later');
+    return failure('INTERNAL_ERROR', 'The credential store on the host cannot be used');
   }
   return failure('INTERNAL_ERROR', 'Internal error');
 }

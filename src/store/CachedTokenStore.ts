@@ -48,17 +48,36 @@ export class CachedTokenStore implements TokenStore {
     return token;
   }
 
-  async saveToken(provider: string, bucket: string, token: StoredToken): Promise<void> {
-    this.stamp = null;
-    await this.inner.saveToken(provider, bucket, token);
-    this.stamp = null;
+  saveToken(provider: string, bucket: string, token: StoredToken): Promise<void> {
+    return this.writing(() => this.inner.saveToken(provider, bucket, token));
   }
 
-  async removeToken(provider: string, bucket: string): Promise<boolean> {
+  removeToken(provider: string, bucket: string): Promise<boolean> {
+    return this.writing(() => this.inner.removeToken(provider, bucket));
+  }
+
+  /**
+   * A write empties the cache. One that failed without moving the store's stamp wrote nothing, so
+   * what was cached is put back: a shared store that is unreachable keeps serving cached tokens
+   * even after a client's save was refused.
+   */
+  private async writing<T>(write: () => Promise<T>): Promise<T> {
+    const before = this.stamp;
+    const cached = new Map(this.tokens);
+    let restored = false;
     this.stamp = null;
-    const existed = await this.inner.removeToken(provider, bucket);
-    this.stamp = null;
-    return existed;
+    try {
+      return await write();
+    } catch (err) {
+      if (before !== null && this.inner.changeStamp() === before) {
+        const cache = this.current();
+        for (const [key, token] of cached) if (!cache.has(key)) cache.set(key, token);
+        restored = true;
+      }
+      throw err;
+    } finally {
+      if (!restored) this.stamp = null;
+    }
   }
 
   listProviders(): Promise<string[]> {

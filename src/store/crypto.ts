@@ -140,3 +140,29 @@ export function derivePassphraseKey(passphrase: string, params: KeyParams): Prom
   key.catch(() => derived.set(id, (derived.get(id) ?? []).filter((d) => d !== entry)));
   return key;
 }
+
+/**
+ * Seals one value on its own (the PostgreSQL store's rows): IV (12) ‖ GCM tag (16) ‖ ciphertext.
+ * `aad` names what the value belongs to (provider and bucket, or key name), so a value copied into
+ * another row fails authentication instead of passing for that row's value.
+ */
+export function sealValue(plaintext: Buffer, key: Buffer, aad: Buffer): Buffer {
+  const iv = randomBytes(IV_LENGTH);
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  cipher.setAAD(aad);
+  const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  return Buffer.concat([iv, cipher.getAuthTag(), body]);
+}
+
+/** Opens a sealValue() result; null when authentication fails (wrong key, other row, damaged bytes). */
+export function openValue(sealed: Buffer, key: Buffer, aad: Buffer): Buffer | null {
+  if (sealed.length < IV_LENGTH + 16) return null;
+  const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, IV_LENGTH));
+  decipher.setAAD(aad);
+  decipher.setAuthTag(sealed.subarray(IV_LENGTH, IV_LENGTH + 16));
+  try {
+    return Buffer.concat([decipher.update(sealed.subarray(IV_LENGTH + 16)), decipher.final()]);
+  } catch {
+    return null;
+  }
+}

@@ -6,9 +6,11 @@ import path from 'node:path';
 import { FileStore, fileStorePaths, PASSPHRASE_ENV, passphraseFrom } from './fileStore.js';
 import { KEYRING_ENTRY_OPTIONS, KEYRING_SERVICE } from './keyringNames.js';
 import { MemoryStore } from './memory.js';
+import { describePostgresUrl, isPostgresUrl, STORE_URL_ENV } from './postgresTarget.js';
 import { StoreError, type KeyStore, type StoreBackend, type TokenStore } from './types.js';
 
-export type StoreChoice = 'auto' | StoreBackend;
+/** A backend, 'auto', or the connection URL of a PostgreSQL store ('postgres' alone: the URL in CREDPROXY_STORE_URL). */
+export type StoreChoice = 'auto' | StoreBackend | `postgres://${string}` | `postgresql://${string}`;
 
 export interface OpenStoresOptions {
   backend: StoreChoice;
@@ -17,6 +19,10 @@ export interface OpenStoresOptions {
   env?: NodeJS.ProcessEnv;
   /** How long the keyring probe may take. Default PROBE_TIMEOUT_MS. */
   probeTimeoutMs?: number;
+  /** A daemon's stores: a shared store registers this process (PostgreSQL hosts table) with this version. */
+  daemonVersion?: string;
+  /** Operational messages of a shared store (outages, reconnections); never secrets. */
+  log?: (line: string) => void;
 }
 
 /** How long a keyring has to answer before 'auto' settles for the file store. */
@@ -38,6 +44,10 @@ export const PROTECTS = {
   fileKey: 'protects against copying the store file alone; not against another process of your user, which can read the key file',
   filePassphrase: 'encrypted at rest with your passphrase; a process of your user that can read your environment can still decrypt',
   memory: 'nothing is persisted; credentials vanish when the daemon stops',
+  postgresKey:
+    'values are sealed on this host (AES-256-GCM, bound to their provider/bucket/key name) with the key file in the data directory: the database and its backups see names, times and host names, never a token or key; any host (or process of your user) with that key file and database access can decrypt',
+  postgresPassphrase:
+    'values are sealed on this host (AES-256-GCM, bound to their provider/bucket/key name) with CREDPROXY_PASSPHRASE: the database and its backups see names, times and host names, never a token or key; a process that can read your environment and reach the database can decrypt',
 } as const;
 
 /** Opens the stores of `options.backend`; 'auto' prefers a keyring that answers the probe. */
@@ -46,7 +56,17 @@ export async function openStores(options: OpenStoresOptions): Promise<OpenedStor
   const decision = await decideBackend(options);
   const { reason, protects } = describeStore(decision, options.dataDir, env);
   let store: TokenStore & KeyStore;
-  if (decision.backend === 'memory') store = new MemoryStore();
+  if (decision.backend === 'postgres') {
+    // Loaded only for this backend: nothing else pays for the PostgreSQL client.
+    const { PostgresStore } = await import('./postgresStore.js');
+    store = await PostgresStore.open({
+      url: decision.url!,
+      dataDir: options.dataDir,
+      env,
+      ...(options.daemonVersion !== undefined && { heartbeat: { version: options.daemonVersion } }),
+      ...(options.log && { log: options.log }),
+    });
+  } else if (decision.backend === 'memory') store = new MemoryStore();
   else if (decision.backend === 'file') store = await FileStore.open({ dataDir: options.dataDir, env });
   else {
     // The native library is loaded only for this backend (it costs the daemon ~9 MB of memory).
@@ -63,6 +83,8 @@ export interface StoreDecision {
   reason: string;
   /** The keyring probe, when the decision needed one. */
   probe?: ProbeResult;
+  /** The PostgreSQL store's URL (never printed: it may carry a password). */
+  url?: string;
 }
 
 /**
@@ -74,6 +96,11 @@ export interface StoreDecision {
 export async function decideBackend(options: OpenStoresOptions): Promise<StoreDecision> {
   const env = options.env ?? process.env;
   const timeoutMs = options.probeTimeoutMs ?? PROBE_TIMEOUT_MS;
+  const url = postgresUrlOf(options.backend, env);
+  if (url !== undefined) {
+    const from = isPostgresUrl(options.backend) ? '' : ` (from ${STORE_URL_ENV})`;
+    return { backend: 'postgres', reason: `PostgreSQL store ${describePostgresUrl(url)}${from}`, url };
+  }
   switch (options.backend) {
     case 'memory':
       return { backend: 'memory', reason: 'memory store: requested' };
@@ -101,11 +128,30 @@ export async function decideBackend(options: OpenStoresOptions): Promise<StoreDe
   }
 }
 
+/** The PostgreSQL URL a choice names: the URL itself, or CREDPROXY_STORE_URL for 'postgres' and for 'auto' when it is set. */
+function postgresUrlOf(choice: StoreChoice, env: NodeJS.ProcessEnv): string | undefined {
+  if (isPostgresUrl(choice)) return choice;
+  const fromEnv = env[STORE_URL_ENV] || undefined;
+  if (choice === 'postgres') {
+    if (!fromEnv) throw new StoreError('unavailable', `--store postgres needs the database URL: set ${STORE_URL_ENV} or give --store-url-file`);
+    if (!isPostgresUrl(fromEnv)) throw new StoreError('unavailable', `${STORE_URL_ENV} does not hold a postgres:// URL`);
+    return fromEnv;
+  }
+  if (choice === 'auto' && fromEnv !== undefined && isPostgresUrl(fromEnv)) return fromEnv;
+  return undefined;
+}
+
 /** The full reason line and the protection of the stores a decision opens; the file store's key follows `env`. */
 export function describeStore(decision: StoreDecision, dataDir: string, env: NodeJS.ProcessEnv): { reason: string; protects: string } {
   if (decision.backend === 'memory') return { reason: decision.reason, protects: PROTECTS.memory };
   if (decision.backend === 'keyring') return { reason: decision.reason, protects: PROTECTS.keyring };
   const withPassphrase = passphraseFrom(env) !== undefined;
+  if (decision.backend === 'postgres') {
+    return {
+      reason: `${decision.reason}; sealed with ${withPassphrase ? PASSPHRASE_ENV : `the key file ${fileStorePaths(dataDir).keyPath}`}`,
+      protects: withPassphrase ? PROTECTS.postgresPassphrase : PROTECTS.postgresKey,
+    };
+  }
   return {
     reason: `${decision.reason}; encrypted with ${withPassphrase ? PASSPHRASE_ENV : `the key file ${fileStorePaths(dataDir).keyPath}`}`,
     protects: withPassphrase ? PROTECTS.filePassphrase : PROTECTS.fileKey,

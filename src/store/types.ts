@@ -1,4 +1,4 @@
-/** Host-side storage interfaces. Every backend (keyring, file, memory) implements both. */
+/** Host-side storage interfaces. Every backend (keyring, file, memory, postgres) implements both. */
 
 /** A token as stored on the host (PROTOCOL.md §5). `expiry` is Unix epoch seconds. */
 export interface StoredToken {
@@ -10,7 +10,7 @@ export interface StoredToken {
   [field: string]: unknown;
 }
 
-export type StoreBackend = 'keyring' | 'file' | 'memory';
+export type StoreBackend = 'keyring' | 'file' | 'memory' | 'postgres';
 
 export interface TokenStore {
   readonly backend: StoreBackend;
@@ -36,6 +36,8 @@ export interface TokenStore {
    * decrypted tokens and drop the cache when the stamp changes.
    */
   changeStamp(): string;
+  /** Whether the store can be reached now, for daemon_status (shared stores only). */
+  health?(): { state: 'ok' | 'degraded'; detail: string };
   /** Releases resources (watchers, handles). */
   close?(): Promise<void>;
 }

@@ -64,7 +64,7 @@ describe('import input', () => {
 describe('options', () => {
   it('unknown --store value lists the choices', async () => {
     expect(await fail(['status', '--store', 'floppy'])).toBe(
-      "credproxy: option '--store <backend>' argument 'floppy' is invalid. Allowed choices are auto, keyring, file, memory.",
+      "credproxy: option '--store <backend>' argument 'floppy' is invalid. Allowed choices are auto, keyring, file, memory, postgres, or a postgres:// URL.",
     );
   });
 

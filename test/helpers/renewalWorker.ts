@@ -1,6 +1,6 @@
 /**
- * Child processes running test/fixtures/renewal-worker.mjs (the built code): their JSON stdout
- * lines as events to wait on, and a cleanup that leaves no process behind.
+ * Child processes running test/fixtures/renewal-worker.mjs (or another fixture script on the built
+ * code): their JSON stdout lines as events to wait on, and a cleanup that leaves no process behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -23,9 +23,19 @@ export interface Worker {
 
 const running = new Set<Worker>();
 
-export function startWorker(cmd: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): Worker {
+export interface WorkerOptions {
+  /** The fixture to run (default RENEWAL_WORKER). */
+  script?: string;
+  /** CREDPROXY_PASSPHRASE of the child (default none, whatever the developer's environment holds). */
+  passphrase?: string;
+}
+
+export function startWorker(cmd: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env, options: WorkerOptions = {}): Worker {
   if (!fs.existsSync(BUILT)) throw new Error(`${BUILT} is missing: run \`npm run build\` (test/globalSetup.ts does it unless CREDPROXY_SKIP_BUILD=1)`);
-  const child = spawn(process.execPath, [RENEWAL_WORKER, JSON.stringify(cmd)], { env: { ...env, CREDPROXY_PASSPHRASE: '' }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [options.script ?? RENEWAL_WORKER, JSON.stringify(cmd)], {
+    env: { ...env, CREDPROXY_PASSPHRASE: options.passphrase ?? '' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   const lines: WorkerLine[] = [];
   const waiters: Array<{ match: (line: WorkerLine) => boolean; resolve: (line: WorkerLine) => void }> = [];
   let partial = '';

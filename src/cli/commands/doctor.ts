@@ -5,7 +5,7 @@ import type { DaemonSummary } from '../util/daemonChecks.js';
 import { runDoctorChecks, type DoctorReport } from '../util/doctorChecks.js';
 import { describeExpiry } from '../util/duration.js';
 import { warn } from '../util/errors.js';
-import { storeChoice } from '../util/storeOption.js';
+import { storeChoice } from '../util/storeChoice.js';
 
 const LABEL: Record<Check['status'], string> = { ok: 'ok', warn: 'warn', problem: 'PROBLEM' };
 

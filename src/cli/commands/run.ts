@@ -17,7 +17,7 @@ import { runChild } from '../../sandbox/runChild.js';
 import { controlClient, daemonControlPath } from '../util/control.js';
 import { commandFollowsDoubleDash } from '../util/doubleDash.js';
 import { CliError, warn } from '../util/errors.js';
-import { storeChoice } from '../util/storeOption.js';
+import { storeChoice } from '../util/storeChoice.js';
 
 interface RunOptions {
   provider: string[];
@@ -79,7 +79,7 @@ async function useDaemon(opts: RunOptions, cmd: Command, say: (line: string) => 
     import('../util/loginConfig.js'),
   ]);
   const registry = registryFromConfig(undefined);
-  const opened = await stores.openHostStores(storeChoice(cmd));
+  const opened = await stores.openHostStores(storeChoice(cmd), process.env, { log: say });
   try {
     const daemon = await startHostDaemon(opened, {
       providers: registry,

@@ -64,7 +64,7 @@ Stop it with SIGTERM to the pid in current.json (credproxy status names it).`,
       const registry = registryFromConfig(opts.config);
       const socketPath = opts.socket === undefined ? undefined : path.resolve(opts.socket);
 
-      const stores = await openHostStores(storeChoice(cmd));
+      const stores = await openHostStores(storeChoice(cmd), process.env, { log: (line: string) => warn(line) });
       try {
         const daemon = await startHostDaemon(stores, {
           ...(socketPath !== undefined && { socketPath }),

@@ -5,6 +5,7 @@
 import { Command } from 'commander';
 import { TokenService } from '../../oauth/TokenService.js';
 import { secondsToExpiry } from '../../oauth/token.js';
+import type { PostgresReport } from '../../store/postgresReport.js';
 import { StoreError } from '../../store/types.js';
 import { describeExpiry, formatDuration } from '../util/duration.js';
 import { daemonSocket } from '../util/daemonSocket.js';
@@ -41,11 +42,20 @@ export interface DaemonStatus {
 
 export interface StatusReport {
   store: { backend: string; reason: string; protects: string; dataDir: string };
+  /** The PostgreSQL store: schema, daemons seen recently, lock waits (never the password). */
+  database?: PostgresReport;
   tokens: TokenStatus[];
   keys: string[];
   warnings: string[];
   /** The daemon token, login and logout would use (null: they use the host store). */
   daemon: DaemonStatus | null;
+}
+
+/** What status learns from the running daemon's daemon_status. */
+export interface DaemonFacts {
+  renewals: Map<string, number>;
+  /** The daemon's store, when it is a shared one that reports health. */
+  storeHealth?: { state: string; detail: string };
 }
 
 async function tokenStatus(stores: HostStores, provider: string, bucket: string, nowMs: number, renewals: Map<string, number>): Promise<TokenStatus | null> {
@@ -84,8 +94,9 @@ export async function collectStatus(
   nowMs: number,
   env: NodeJS.ProcessEnv,
   daemon: DaemonSocket | null = null,
-  renewals: Map<string, number> = new Map(),
+  facts: DaemonFacts = { renewals: new Map() },
 ): Promise<StatusReport> {
+  const renewals = facts.renewals;
   const tokens: TokenStatus[] = [];
   for (const provider of await stores.tokens.listProviders()) {
     for (const bucket of await stores.tokens.listBuckets(provider)) {
@@ -105,13 +116,38 @@ export async function collectStatus(
   }
   const keyFile = keyFileWarning(stores.backend, stores.dataDir, env);
   if (keyFile) warnings.push(keyFile);
+  if (facts.storeHealth?.state === 'degraded') warnings.push(`the daemon's store is degraded: ${facts.storeHealth.detail}`);
+  const database = await databaseReport(stores);
   return {
     store: { backend: stores.backend, reason: stores.reason, protects: stores.protects, dataDir: stores.dataDir },
+    ...(database && { database }),
     tokens,
     keys: await stores.keys.listKeys(),
     warnings,
-    daemon: daemon && { socket: daemon.socketPath, source: daemon.source, ...(daemon.pid !== undefined && { pid: daemon.pid }) },
+    daemon: daemonEntry(daemon),
   };
+}
+
+/** The PostgreSQL store's own report (the other backends have none). */
+async function databaseReport(stores: HostStores): Promise<PostgresReport | undefined> {
+  const shared = stores.tokens as Partial<{ report(): Promise<PostgresReport> }>;
+  return typeof shared.report === 'function' ? shared.report() : undefined;
+}
+
+function databaseLines(d: PostgresReport, nowMs: number): string[] {
+  const hosts = d.hosts.map(
+    (h) => `    ${h.host} pid ${h.pid} (credproxy ${h.version}): last seen ${describeAgo(nowMs - Date.parse(h.lastSeen))}, lock waits ${h.lockWaits}`,
+  );
+  return [
+    `  database: ${d.target}, schema version ${d.schemaVersion}, ${d.connected ? 'connected' : `UNREACHABLE since ${new Date(d.degradedSince ?? nowMs).toISOString()}`}`,
+    `  refresh locks waited for now: ${d.lockWaiters}`,
+    '  daemons seen in the last 5 minutes:',
+    ...(hosts.length ? hosts : ['    (none)']),
+  ];
+}
+
+function daemonEntry(daemon: DaemonSocket | null): DaemonStatus | null {
+  return daemon && { socket: daemon.socketPath, source: daemon.source, ...(daemon.pid !== undefined && { pid: daemon.pid }) };
 }
 
 function daemonLine(d: DaemonStatus): string {
@@ -146,6 +182,7 @@ export function renderStatus(r: StatusReport, nowMs = Date.now()): string {
     `Store: ${r.store.backend} (${r.store.reason})`,
     `  protects: ${r.store.protects}`,
     `  data dir: ${r.store.dataDir}`,
+    ...(r.database ? databaseLines(r.database, nowMs) : []),
     ...(r.daemon ? [daemonLine(r.daemon)] : []),
     'Tokens:',
     ...(r.tokens.length ? r.tokens.map((t) => tokenLine(t, width, nowMs)) : ['  (none)']),
@@ -156,21 +193,50 @@ export function renderStatus(r: StatusReport, nowMs = Date.now()): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** When the running daemon will renew each bucket (its daemon_status); none on any failure. */
-async function renewalTimes(): Promise<Map<string, number>> {
+/** When the running daemon will renew each bucket, and its store's health (its daemon_status); none on any failure. */
+async function daemonFacts(): Promise<DaemonFacts> {
   const times = new Map<string, number>();
+  const facts: DaemonFacts = { renewals: times };
   const { daemonControlPath, daemonStatus } = await import('../util/control.js');
   const target = await daemonControlPath(undefined);
-  if (!target) return times;
+  if (!target) return facts;
   try {
     const status = await daemonStatus(target.control, 2_000);
     for (const t of (status.tokens ?? []) as Array<{ provider?: unknown; bucket?: unknown; next_renewal?: unknown }>) {
       if (typeof t.provider === 'string' && typeof t.bucket === 'string' && typeof t.next_renewal === 'number') times.set(`${t.provider}/${t.bucket}`, t.next_renewal);
     }
+    const health = status.store_health as { state?: unknown; detail?: unknown } | undefined;
+    if (typeof health?.state === 'string' && typeof health.detail === 'string') facts.storeHealth = { state: health.state, detail: health.detail };
   } catch {
     // The report stands without the renewal times.
   }
-  return times;
+  return facts;
+}
+
+/**
+ * The report when a shared store cannot be reached: what it is and why it failed, and what the
+ * running daemon says of it (it may still be serving cached tokens). Null for any other failure.
+ */
+async function unreachableStore(cmd: Command, err: unknown, daemon: DaemonSocket | null, facts: DaemonFacts): Promise<StatusReport | null> {
+  if (!(err instanceof StoreError) || err.reason !== 'unavailable') return null;
+  const [{ decideBackend, describeStore }, { storeChoice }, { dataDir }] = await Promise.all([
+    import('../../store/open.js'),
+    import('../util/storeChoice.js'),
+    import('../../paths.js'),
+  ]);
+  const dir = dataDir(process.env);
+  const decision = await decideBackend({ backend: storeChoice(cmd), dataDir: dir, env: process.env }).catch(() => null);
+  if (decision?.backend !== 'postgres') return null;
+  const { reason, protects } = describeStore(decision, dir, process.env);
+  const warnings = [`the store cannot be read from here: ${err.message}`];
+  if (facts.storeHealth?.state === 'degraded') warnings.push(`the daemon's store is degraded: ${facts.storeHealth.detail}`);
+  return {
+    store: { backend: 'postgres', reason, protects, dataDir: dir },
+    tokens: [],
+    keys: [],
+    warnings,
+    daemon: daemonEntry(daemon),
+  };
 }
 
 export function statusCommand(): Command {
@@ -186,8 +252,17 @@ it, and it may use another store (serve --store).`,
     )
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const daemon = await daemonSocket();
-      const renewals = daemon?.source === 'discovered' ? await renewalTimes() : new Map<string, number>();
-      const report = await withHostStores(cmd, (stores) => collectStatus(stores, Date.now(), process.env, daemon, renewals));
+      const facts = daemon?.source === 'discovered' ? await daemonFacts() : { renewals: new Map<string, number>() };
+      let report: StatusReport;
+      try {
+        report = await withHostStores(cmd, (stores) => collectStatus(stores, Date.now(), process.env, daemon, facts));
+      } catch (err) {
+        const unreachable = await unreachableStore(cmd, err, daemon, facts);
+        if (!unreachable) throw err;
+        report = unreachable;
+        // The report is printed, but the store could not be read: scripts must see that.
+        process.exitCode = 1;
+      }
       process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : renderStatus(report));
     });
 }

@@ -10,6 +10,8 @@ import { dataDir as dataDirOf } from '../../paths.js';
 import { HEADER_LENGTH, HeaderError, parseHeader, type KeyKind } from '../../store/crypto.js';
 import { fileStorePaths, keySourceMismatch, missingKeyFile, PASSPHRASE_ENV, passphraseFrom } from '../../store/fileStore.js';
 import { decideBackend, describeStore, PROBE_TIMEOUT_MS, probeKeyring, type ProbeResult, type StoreChoice, type StoreDecision } from '../../store/open.js';
+import { SCHEMA_VERSION } from '../../store/postgresSchema.js';
+import { describePostgresUrl, STORE_URL_ENV } from '../../store/postgresTarget.js';
 import { StoreError } from '../../store/types.js';
 import { ok, problem, sh, warnCheck, type Check } from './check.js';
 import { CliError } from './errors.js';
@@ -33,7 +35,46 @@ export async function storeChecks(choice: StoreChoice, env: NodeJS.ProcessEnv): 
   }
   // A decision that did not need the keyring did not ask it; the keyring check asks anyway.
   const probe = decision?.probe ?? (await probeKeyring(env, PROBE_TIMEOUT_MS));
-  return [store, dataDirCheck(dir), keyringCheck(probe, decision, env)];
+  const database = decision?.backend === 'postgres' ? [await databaseCheck(decision.url!, dir, env)] : [];
+  return [store, ...database, dataDirCheck(dir), keyringCheck(probe, decision, env)];
+}
+
+/**
+ * The PostgreSQL store, read-only and without the key: reachable, its schema version, the daemons
+ * whose heartbeat is recent and the refresh locks waited for now. Never the URL's password.
+ */
+async function databaseCheck(url: string, dir: string, env: NodeJS.ProcessEnv): Promise<Check> {
+  const { inspectPostgres } = await import('../../store/postgresReport.js');
+  const { postgresClientConfig } = await import('../../store/postgresStore.js');
+  const target = describePostgresUrl(url);
+  let report;
+  try {
+    report = await inspectPostgres(postgresClientConfig(url, 5_000), target);
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    return problem(
+      'database',
+      `PostgreSQL ${target} cannot be reached (${typeof code === 'string' ? code : 'no answer'})`,
+      `start PostgreSQL at ${target} or fix the URL; the password comes from the URL (--store-url-file or ${STORE_URL_ENV}), PGPASSWORD or PGPASSFILE`,
+    );
+  }
+  if (report.schemaVersion === 0) return ok('database', `PostgreSQL ${target} answers; no credproxy schema yet (the first serve, login or import creates it)`);
+  if (report.schemaVersion > SCHEMA_VERSION) {
+    return problem('database', `PostgreSQL ${target} has schema version ${report.schemaVersion}, newer than this credproxy reads (${SCHEMA_VERSION})`, 'upgrade credproxy on this host');
+  }
+  // The key itself is only checked when the store opens; here, whether this host brings the kind of key the fleet uses.
+  const paths = { storePath: `postgres ${target}`, keyPath: fileStorePaths(dir).keyPath };
+  const passphrase = passphraseFrom(env);
+  const mismatch = report.keyKind && keySourceMismatch(paths, report.keyKind, passphrase);
+  if (mismatch) {
+    const fix = report.keyKind === 'passphrase' ? `export ${PASSPHRASE_ENV}='<the passphrase every host of this store uses>'` : `unset ${PASSPHRASE_ENV}`;
+    return problem('database', mismatch.message, fix);
+  }
+  if (report.keyKind === 'keyfile' && !fs.existsSync(paths.keyPath)) {
+    return problem('database', missingKeyFile(paths).message, `copy store.key from a host of this store: scp OTHER-HOST:DATA_DIR/store.key ${sh(paths.keyPath)} && chmod 600 ${sh(paths.keyPath)}`);
+  }
+  const hosts = report.hosts.map((h) => `${h.host}:${h.pid}`).join(', ') || 'none';
+  return ok('database', `PostgreSQL ${target}: schema version ${report.schemaVersion}; daemons seen in the last 5 minutes: ${hosts}; refresh locks waited for now: ${report.lockWaiters}`);
 }
 
 function storeCheck(decision: StoreDecision, dir: string, env: NodeJS.ProcessEnv): Check {

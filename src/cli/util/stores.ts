@@ -4,8 +4,9 @@ import { passphraseFrom } from '../../store/fileStore.js';
 import { openStores } from '../../store/open.js';
 import type { KeyStore, StoreBackend, TokenStore } from '../../store/types.js';
 import { dataDir } from '../../paths.js';
+import { PACKAGE_VERSION } from '../../server/discovery.js';
 import { CliError } from './errors.js';
-import { storeChoice, type StoreChoice } from './storeOption.js';
+import { storeChoice, type StoreChoice } from './storeChoice.js';
 
 export { storeChoice, type StoreChoice };
 
@@ -18,10 +19,15 @@ export interface HostStores {
   dataDir: string;
 }
 
+/** What a daemon's stores add: a shared store registers the daemon (heartbeat) and reports outages to `log`. */
+export interface DaemonStoreOptions {
+  log: (line: string) => void;
+}
+
 /** Opens the stores under `dataDir()` (CREDPROXY_HOME respected). The caller must close them. */
-export async function openHostStores(choice: StoreChoice, env: NodeJS.ProcessEnv = process.env): Promise<HostStores> {
+export async function openHostStores(choice: StoreChoice, env: NodeJS.ProcessEnv = process.env, daemon?: DaemonStoreOptions): Promise<HostStores> {
   const dir = dataDir(env);
-  const opened = await openStores({ backend: choice, dataDir: dir, env });
+  const opened = await openStores({ backend: choice, dataDir: dir, env, ...(daemon && { daemonVersion: PACKAGE_VERSION, log: daemon.log }) });
   return { ...opened, dataDir: dir };
 }
 
