@@ -1,7 +1,8 @@
 /**
  * The audit log (PROTOCOL.md §9): one JSON object per line. It records who did what and how it
  * ended — never a token, key, code, verifier, state, device code, capability or full session id.
- * Callers pass only the fields below; there is no free-form field to leak a secret through.
+ * Callers pass only the fields below; there is no free-form field to leak a secret through. A
+ * proxied request's path is cut at its query (where some APIs take keys) and at 256 characters.
  */
 import fs from 'node:fs';
 
@@ -17,6 +18,13 @@ export interface AuditEvent {
   ms?: number | undefined;
   /** First 8 hex chars of an OAuth session id, never more. */
   session?: string | undefined;
+  /** Inject mode (op `inject`): the route, the method, the path without its query, the HTTP status and body bytes each way. */
+  route?: string | undefined;
+  method?: string | undefined;
+  path?: string | undefined;
+  status?: number | undefined;
+  bytes_up?: number | undefined;
+  bytes_down?: number | undefined;
 }
 
 export interface AuditLog {
@@ -34,6 +42,7 @@ class StreamAudit implements AuditLog {
   record(event: AuditEvent): void {
     const line: Record<string, unknown> = { ts: new Date(this.now()).toISOString(), ...event };
     if (typeof line.session === 'string') line.session = line.session.slice(0, 8);
+    if (typeof line.path === 'string') line.path = line.path.split('?')[0]!.slice(0, 256);
     this.write(`${JSON.stringify(line)}\n`);
   }
 
