@@ -6,7 +6,7 @@ import type { Refresher } from '../oauth/freshToken.js';
 import type { TokenService } from '../oauth/TokenService.js';
 import type { SanitizedToken } from '../oauth/token.js';
 import type { OpName, Payload } from '../protocol/messages.js';
-import type { KeyStore, StoredToken } from '../store/types.js';
+import type { KeyStore } from '../store/types.js';
 import type { BucketUsage } from './bucketUsage.js';
 
 export type { Refresher } from '../oauth/freshToken.js';
