@@ -35,16 +35,28 @@ process.on('exit', () => {
   process.exitCode = 1;
 });
 
-try {
-  await (await buildProgram(process.argv)).parseAsync(process.argv);
-} catch (err) {
-  // Commander has already printed its usage error or help text; only its exit code is left to apply.
-  if (err instanceof CommanderError) process.exitCode = err.exitCode;
-  else {
-    process.stderr.write(`${formatError(err)}\n`);
-    process.exitCode = 1;
+if (process.argv[2] === 'relay') {
+  // Hidden and lean (inject mode's in-sandbox relay): no commander, no store, no OAuth code.
+  const { relayMain } = await import('../inject/relay.js');
+  try {
+    await relayMain(process.argv.slice(3));
+  } catch (err) {
+    die(err);
   }
+  // Listening from here on (or, with --background, handed to its detached copy).
+  settled = true;
+} else {
+  try {
+    await (await buildProgram(process.argv)).parseAsync(process.argv);
+  } catch (err) {
+    // Commander has already printed its usage error or help text; only its exit code is left to apply.
+    if (err instanceof CommanderError) process.exitCode = err.exitCode;
+    else {
+      process.stderr.write(`${formatError(err)}\n`);
+      process.exitCode = 1;
+    }
+  }
+  settled = true;
+  // Every command closes what it opened; should a handle still linger, do not hang the shell.
+  setTimeout(() => process.exit(), 2_000).unref();
 }
-settled = true;
-// Every command closes what it opened; should a handle still linger, do not hang the shell.
-setTimeout(() => process.exit(), 2_000).unref();
