@@ -8,6 +8,7 @@
 import https from 'node:https';
 import fs from 'node:fs';
 import path from 'node:path';
+import { setImmediate } from 'node:timers';
 
 const [role, dir, port] = process.argv.slice(2);
 

@@ -192,11 +192,8 @@ export class InjectProxy {
     res.writeHead(answer.statusCode, sandboxResponseHeaders(answer.headers as http.IncomingHttpHeaders));
     // Headers first, so a streamed answer's first byte is not held back by them.
     res.flushHeaders();
-    pipeline(
-      answer.body,
-      counter((n) => (down += n)),
-      res,
-      (err) => record({ ...at, status: answer.statusCode, ...(err && { outcome: aborted.signal.aborted ? 'CANCELLED' : 'UPSTREAM_FAILED' }) }),
-    );
+    // Counted beside the pipe rather than through a Transform: one stage less per chunk.
+    answer.body.on('data', (chunk: Buffer) => (down += chunk.length));
+    pipeline(answer.body, res, (err) => record({ ...at, status: answer.statusCode, ...(err && { outcome: aborted.signal.aborted ? 'CANCELLED' : 'UPSTREAM_FAILED' }) }));
   }
 }
