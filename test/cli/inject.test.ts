@@ -198,4 +198,12 @@ describe.skipIf(!needBwrap)('credproxy run --inject --sandbox bwrap --no-network
       ['GET', '/v1/models', KEY],
     ]);
   });
+
+  it('with network, the sandbox reaches the daemon\'s loopback port (which admits only this uid)', async () => {
+    const from = upstream.requests.length;
+    const r = await run(['--sandbox', 'bwrap', '--mount', `${ROOT}:${ROOT}:ro`, '--mount', ws, '--inject', 'api'], client({ base: 'API_BASE', requests: [{ method: 'GET', path: '/api/v1/models' }] }));
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as ClientReport).results).toEqual([{ status: 200, body: '{"path":"/v1/models"}' }]);
+    expect(upstream.requests.slice(from).map((s) => s.headers['x-api-key'])).toEqual([KEY]);
+  });
 });
