@@ -4,6 +4,7 @@
  * exactly the host credential, streams pass as they are sent, refusals are one line, TLS failures
  * fail closed, 401s refresh once and retry once, concurrent requests share one refresh.
  */
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -13,6 +14,7 @@ import { RouteTable } from '../../src/inject/RouteTable.js';
 import { OBTAINED_AT_FIELD } from '../../src/oauth/token.js';
 import type { StoredToken } from '../../src/store/types.js';
 import { startAuthServer, type AuthServer } from '../helpers/authServer.js';
+import { AS_OTHER_UID, canSwitchUid, mustSwitchUid, OTHER_UID } from '../helpers/otherUid.js';
 import { startTestDaemon, tempDir, type TestDaemon } from '../helpers/daemon.js';
 import { makeCerts, SSE_EVENTS, startHttpsUpstream, type HttpsUpstream, type TestCerts } from '../helpers/httpsUpstream.js';
 import { deviceLogin, registryFrom, writeProviderConfig } from '../helpers/providerLogin.js';
@@ -229,6 +231,29 @@ describe('inject proxy', { timeout: 60_000 }, () => {
     expect(answers.map((a) => a.status)).toEqual(Array(50).fill(200));
     expect(refreshes() - before).toBe(1);
     expect(idp.stats.tokenRequestLog.filter((e) => e.grantType === 'refresh_token').at(-1)!.status).toBe(200);
+    await control.request('grant_close', { grant_id: g.grant_id });
+  });
+
+  it.skipIf(!canSwitchUid && !mustSwitchUid)('the loopback port serves only the daemon\'s uid: another uid is cut off unanswered and audited', async () => {
+    const g = await openGrant({ inject: [{ route: 'api' }], inject_tcp: true });
+    const from = upstream.requests.length;
+    const probe = `require('http').get('http://127.0.0.1:${g.inject.tcp!.port}/api/v1/models', (r) => console.log(r.statusCode)).on('error', (e) => console.log(e.code))`;
+    // Asynchronously: the daemon under test runs in this process and must keep answering.
+    const child = spawn(AS_OTHER_UID[0]!, [...AS_OTHER_UID.slice(1), process.execPath, '-e', probe], { cwd: '/', stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    await new Promise((resolve) => child.once('close', resolve));
+    expect(out.trim()).toBe('ECONNRESET');
+    expect(upstream.requests.length).toBe(from);
+    const refused = await (async () => {
+      for (;;) {
+        const line = fs.readFileSync(auditFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.op === 'inject' && l.outcome === 'PEER_REFUSED');
+        if (line) return line;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    })();
+    expect(refused).toMatchObject({ peer: { uid: OTHER_UID } });
+    expect((await proxyCall(g.inject.tcp!, 'GET', '/api/v1/models')).status).toBe(200);
     await control.request('grant_close', { grant_id: g.grant_id });
   });
 });
