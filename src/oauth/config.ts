@@ -57,6 +57,7 @@
  *                             "claims": {"field": [["claim", "nested"], ["fallback"]]} (fields read from
  *                             id_token, then access_token JWT claims)}.
  *
+ * The same file's `routes` section holds inject mode's routes (src/inject/RouteTable.ts).
  * Unknown top-level keys are ignored (other subsystems may add sections); unknown provider fields are
  * errors. Errors name the file and the field, never a value.
  */
