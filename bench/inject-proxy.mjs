@@ -39,6 +39,12 @@ function start(...args) {
   });
 }
 
+/** CPU seconds (user + system) a process has used, from /proc (Linux). */
+function cpuSeconds(pid) {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 const ms = (ns) => Number(ns) / 1e6;
 
@@ -122,8 +128,11 @@ try {
   const rate = {};
   for (const [name, t] of Object.entries(targets)) {
     await download(t, 16 * 1048576);
+    const cpu0 = { daemon: cpuSeconds(daemon.child.pid), upstream: cpuSeconds(upstream.child.pid), client: process.cpuUsage() };
     rate[name] = { down: await download(t, bytes), up: await upload(t, bytes) };
-    console.log(`  throughput  ${name.padEnd(10)} down ${rate[name].down.toFixed(0)} MiB/s  up ${rate[name].up.toFixed(0)} MiB/s`);
+    const client = process.cpuUsage(cpu0.client);
+    const used = `cpu s: client ${((client.user + client.system) / 1e6).toFixed(2)}, daemon ${(cpuSeconds(daemon.child.pid) - cpu0.daemon).toFixed(2)}, upstream ${(cpuSeconds(upstream.child.pid) - cpu0.upstream).toFixed(2)}`;
+    console.log(`  throughput  ${name.padEnd(10)} down ${rate[name].down.toFixed(0)} MiB/s  up ${rate[name].up.toFixed(0)} MiB/s  (${used})`);
   }
   for (const name of ['proxy tcp', 'proxy unix']) {
     console.log(`  ratio       ${name.padEnd(10)} down ${(rate[name].down / rate.direct.down).toFixed(2)}×  up ${(rate[name].up / rate.direct.up).toFixed(2)}× direct (target ≥ 0.8×)`);
