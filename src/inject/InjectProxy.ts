@@ -117,83 +117,123 @@ export class InjectProxy {
     return server;
   }
 
+  /** One proxied request, start to audit line; nothing it does may throw into the server. */
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const { now, audit, grantId } = this.options;
-    const started = now();
-    const method = (req.method ?? 'GET').toUpperCase();
-    let up = 0;
-    let down = 0;
-    const base: AuditEvent = { conn: this.connIds.get(req.socket) ?? 0, grant: grantId, op: 'inject', outcome: 'ok', method };
-    const record = (fields: Partial<AuditEvent>): void => audit.record({ ...base, ...fields, bytes_up: up, bytes_down: down, ms: now() - started });
-    const refuse = (status: number, reason: string, fields: Partial<AuditEvent>): void => {
-      if (!res.headersSent) res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
-      res.end(`credproxy: ${reason}\n`);
-      // The request body, if any, is not read: the connection closes after the reply.
-      record({ ...fields, status });
-    };
-
-    const match = matchRequest(this.routes, method, req.url ?? '/');
-    if (!match.ok) return refuse(match.status, match.reason, { route: match.route, path: match.path, outcome: match.status === 404 ? 'NO_ROUTE' : match.status === 403 ? 'NOT_ALLOWED' : 'BAD_PATH' });
-    const { route, forward, path } = match;
-    const at = { route: route.name, path };
-    const aborted = new AbortController();
+    const started = this.options.now();
+    const x: Exchange = { req, res, method: (req.method ?? 'GET').toUpperCase(), up: 0, down: 0, aborted: new AbortController(), audit: {} };
     res.once('close', () => {
-      if (!res.writableFinished) aborted.abort();
+      if (!res.writableFinished) x.aborted.abort();
     });
+    const done = (fields: Partial<AuditEvent>): void =>
+      this.options.audit.record({
+        conn: this.connIds.get(req.socket) ?? 0,
+        grant: this.options.grantId,
+        op: 'inject',
+        outcome: 'ok',
+        method: x.method,
+        ...x.audit,
+        ...fields,
+        bytes_up: x.up,
+        bytes_down: x.down,
+        ms: this.options.now() - started,
+      });
+    try {
+      await this.proxy(x, done);
+    } catch (err) {
+      if (x.aborted.signal.aborted) return done({ outcome: 'CANCELLED' });
+      // A failure of this code, not of the upstream: answered if still possible, never with its text.
+      refuse(x, 502, 'internal error', err instanceof UnsendableCredentialError ? err.message : undefined);
+      done({ status: 502, outcome: 'INTERNAL_ERROR' });
+    }
+  }
+
+  private async proxy(x: Exchange, done: (fields: Partial<AuditEvent>) => void): Promise<void> {
+    const match = matchRequest(this.routes, x.method, x.req.url ?? '/');
+    if (!match.ok) {
+      refuse(x, match.status, match.reason);
+      return done({ route: match.route, path: match.path, status: match.status, outcome: REFUSAL_OUTCOME[match.status] });
+    }
+    const { route } = match;
+    x.audit = { route: route.name, path: match.path };
 
     let credential: string;
     try {
-      credential = await this.options.credentials.current(route.credential, aborted.signal);
+      credential = await this.options.credentials.current(route.credential, x.aborted.signal);
     } catch (err) {
-      const reason = err instanceof ProxyError ? `${err.message} (${err.code})` : 'the credential could not be read';
-      return refuse(502, reason, { ...at, outcome: err instanceof ProxyError ? err.code : 'INTERNAL_ERROR' });
+      if (!(err instanceof ProxyError)) throw err;
+      refuse(x, 502, `${err.message} (${err.code})`);
+      return done({ status: 502, outcome: err.code });
     }
-
-    const oauth = 'provider' in route.credential;
-    const length = Number(req.headers['content-length'] ?? 0);
-    const replayable = oauth && (!hasBody(req) || (req.headers['transfer-encoding'] === undefined && length <= REPLAY_LIMIT));
-    let body: Buffer | Readable | null = null;
-    if (hasBody(req)) {
-      if (replayable) {
-        body = await readAll(req);
-        up = body.length;
-      } else {
-        body = req.pipe(counter((n) => (up += n)));
-      }
-    }
-    const host = new URL(route.upstream).host;
-    const send = (value: string): Promise<Dispatcher.ResponseData> =>
-      this.options.dispatcherFor(route).request({
-        origin: new URL(route.upstream).origin,
-        path: forward,
-        method: method as Dispatcher.HttpMethod,
-        headers: upstreamRequestHeaders(req.headers, route, value),
-        body,
-        signal: aborted.signal,
-      });
+    // Kept only where it may be replayed: an OAuth route's body of at most REPLAY_LIMIT bytes.
+    const replayable = 'provider' in route.credential && (!hasBody(x.req) || (x.req.headers['transfer-encoding'] === undefined && Number(x.req.headers['content-length']) <= REPLAY_LIMIT));
+    const body = await requestBody(x, replayable);
 
     let answer: Dispatcher.ResponseData;
     try {
-      answer = await send(credential);
+      answer = await this.send(x, route, match.forward, body, credential);
       if (answer.statusCode === 401 && replayable) {
-        const renewed = await this.options.credentials.renewed(route.credential, credential, aborted.signal);
+        const renewed = await this.options.credentials.renewed(route.credential, credential, x.aborted.signal);
         if (renewed !== null) {
           await answer.body.dump();
-          answer = await send(renewed);
+          answer = await this.send(x, route, match.forward, body, renewed);
         }
       }
     } catch (err) {
-      if (aborted.signal.aborted) return record({ ...at, outcome: 'CANCELLED' });
-      if (err instanceof UnsendableCredentialError) return refuse(502, err.message, { ...at, outcome: 'INTERNAL_ERROR' });
-      const failure = upstreamFailure(err, host);
-      return refuse(502, failure.reason, { ...at, outcome: failure.outcome });
+      if (x.aborted.signal.aborted || err instanceof UnsendableCredentialError) throw err;
+      const failure = upstreamFailure(err, new URL(route.upstream).host);
+      refuse(x, 502, failure.reason);
+      return done({ status: 502, outcome: failure.outcome });
     }
-
-    res.writeHead(answer.statusCode, sandboxResponseHeaders(answer.headers as http.IncomingHttpHeaders));
-    // Headers first, so a streamed answer's first byte is not held back by them.
-    res.flushHeaders();
-    // Counted beside the pipe rather than through a Transform: one stage less per chunk.
-    answer.body.on('data', (chunk: Buffer) => (down += chunk.length));
-    pipeline(answer.body, res, (err) => record({ ...at, status: answer.statusCode, ...(err && { outcome: aborted.signal.aborted ? 'CANCELLED' : 'UPSTREAM_FAILED' }) }));
+    respond(x, answer, (err) => done({ status: answer.statusCode, ...(err && { outcome: x.aborted.signal.aborted ? 'CANCELLED' : 'UPSTREAM_FAILED' }) }));
   }
+
+  private send(x: Exchange, route: Route, path: string, body: Buffer | Readable | null, credential: string): Promise<Dispatcher.ResponseData> {
+    return this.options.dispatcherFor(route).request({
+      origin: new URL(route.upstream).origin,
+      path,
+      method: x.method as Dispatcher.HttpMethod,
+      headers: upstreamRequestHeaders(x.req.headers, route, credential),
+      body,
+      signal: x.aborted.signal,
+    });
+  }
+}
+
+/** One request in flight: its streams, byte counts, cancellation and what its audit line says so far. */
+interface Exchange {
+  req: http.IncomingMessage;
+  res: http.ServerResponse;
+  method: string;
+  up: number;
+  down: number;
+  aborted: AbortController;
+  audit: Partial<AuditEvent>;
+}
+
+const REFUSAL_OUTCOME = { 400: 'BAD_PATH', 403: 'NOT_ALLOWED', 404: 'NO_ROUTE' } as const;
+
+/** A one-line refusal from the proxy itself; the connection closes after it (an unread body stays unread). */
+function refuse(x: Exchange, status: number, reason: string, detail?: string): void {
+  if (x.res.headersSent) return void x.res.destroy();
+  x.res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
+  x.res.end(`credproxy: ${detail ?? reason}\n`);
+}
+
+/** The body to send upstream: none, read whole (replayable), or streamed through a byte counter. */
+async function requestBody(x: Exchange, replayable: boolean): Promise<Buffer | Readable | null> {
+  if (!hasBody(x.req)) return null;
+  if (!replayable) return x.req.pipe(counter((n) => (x.up += n)));
+  const body = await readAll(x.req);
+  x.up = body.length;
+  return body;
+}
+
+/** The upstream's answer, streamed to the sandbox as it comes; `finished` once it is through or broken. */
+function respond(x: Exchange, answer: Dispatcher.ResponseData, finished: (err: Error | null) => void): void {
+  x.res.writeHead(answer.statusCode, sandboxResponseHeaders(answer.headers as http.IncomingHttpHeaders));
+  // Headers first, so a streamed answer's first byte is not held back by them.
+  x.res.flushHeaders();
+  // Counted beside the pipe rather than through a Transform: one stage less per chunk.
+  answer.body.on('data', (chunk: Buffer) => (x.down += chunk.length));
+  pipeline(answer.body, x.res, (err) => finished(err ?? null));
 }

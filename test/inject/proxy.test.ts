@@ -219,6 +219,28 @@ describe('inject proxy', { timeout: 60_000 }, () => {
     await control.request('grant_close', { grant_id: g.grant_id });
   });
 
+  it('a client that goes away mid-upload or mid-stream is audited CANCELLED and the daemon keeps serving', async () => {
+    // The OAuth route's token of the previous test; a short body is read whole (replayable) there.
+    const g = await openGrant({ inject: [{ route: 'oauth' }, { route: 'api' }] });
+    const partial = net.connect(g.inject.socket);
+    await new Promise((resolve) => partial.once('connect', resolve));
+    partial.write('POST /oauth/v1/messages HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789');
+    const stream = await proxyRequest(unix(g), 'GET', '/api/v1/stream');
+    await new Promise((resolve) => stream.once('data', resolve));
+    partial.destroy();
+    stream.destroy();
+    const lines = await (async () => {
+      for (;;) {
+        const mine = (await auditLines(0, g.grant_id)).filter((l) => l.outcome === 'CANCELLED');
+        if (mine.length >= 2) return mine;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    })();
+    expect(lines.map((l) => l.route).sort()).toEqual(['api', 'oauth']);
+    expect((await proxyCall(unix(g), 'GET', '/api/v1/models')).status).toBe(200);
+    await control.request('grant_close', { grant_id: g.grant_id });
+  });
+
   it('50 concurrent requests with a token about to expire cause exactly one refresh at the authorization server', async () => {
     // Without its obtained-at stamp the token's lifetime is unknown: the 60 s margin applies, and 20 s are left.
     await storeLogin('b2', (t) => {
