@@ -53,8 +53,9 @@ export function parseRelayArgs(argv: readonly string[]): RelayOptions {
 
 /** Listens and relays each connection to the socket; resolves once listening. */
 export async function startRelay(opts: Pick<RelayOptions, 'host' | 'port' | 'socket'>): Promise<net.Server> {
-  const server = net.createServer((client) => {
-    const upstream = net.connect(opts.socket);
+  // Half-open both ways: a side that finished sending still gets the rest of the answer.
+  const server = net.createServer({ allowHalfOpen: true }, (client) => {
+    const upstream = net.connect({ path: opts.socket, allowHalfOpen: true });
     client.setNoDelay(true);
     const end = (): void => {
       client.destroy();
