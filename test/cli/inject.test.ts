@@ -154,6 +154,14 @@ describe('credproxy run --inject (no sandbox)', { timeout: 120_000 }, () => {
     const both = await run(['--inject', 'api', '--key', 'apikey'], ['true']);
     expect(both.stderr).toContain('Route api injects the API key apikey, which the grant would also hand out');
   });
+
+  it('serve refuses a bad route in its config file with one line naming the field, before touching the store', async () => {
+    const bad = path.join(box.dir, 'bad-routes.json');
+    fs.writeFileSync(bad, JSON.stringify({ routes: { x: { upstream: 'https://a.test', credential: { key: 'k' }, format: 'Bearer sk-never-shown', env: { X: '{url}' } } } }));
+    const r = await runCli(['--store', 'file', 'serve', '--config', bad], { env: box.env });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`credproxy: Invalid config file ${bad}: routes.x.format: must contain {} (the credential) exactly once\n`);
+  });
 });
 
 describe.skipIf(!needBwrap)('credproxy run --inject --sandbox bwrap --no-network', { timeout: 120_000 }, () => {
