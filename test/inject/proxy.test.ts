@@ -140,6 +140,22 @@ describe('inject proxy', { timeout: 60_000 }, () => {
     await control.request('grant_close', { grant_id: g.grant_id });
   });
 
+  it('passes an upstream error through as sent, minus its cookies; a key route never retries', async () => {
+    const g = await openGrant({ inject: [{ route: 'api' }] });
+    upstream.refuse.add(API_KEY);
+    try {
+      const from = upstream.requests.length;
+      const answer = await proxyCall(unix(g), 'POST', '/api/v1/messages', { body: '{}' });
+      expect(answer).toMatchObject({ status: 401, body: '{"error":"invalid credential"}' });
+      expect(answer.headers['content-type']).toBe('application/json');
+      expect(answer.headers['set-cookie']).toBeUndefined();
+      expect(upstream.requests.length - from).toBe(1);
+    } finally {
+      upstream.refuse.delete(API_KEY);
+      await control.request('grant_close', { grant_id: g.grant_id });
+    }
+  });
+
   it('streams SSE events as they are sent: the client has each event before the upstream sends the next', async () => {
     const g = await openGrant({ inject: [{ route: 'api' }] });
     const res = await proxyRequest(unix(g), 'GET', '/api/v1/stream');
