@@ -22,4 +22,11 @@ async function runProgram(argv: string[]): Promise<void> {
   }
 }
 
-await runCli(() => helperPath(process.argv.slice(2))?.() ?? runProgram(process.argv));
+if (process.argv[2] === 'relay') {
+  // Hidden and lean (inject mode's in-sandbox relay): no commander, no store, no OAuth code. It
+  // keeps listening after relayMain returns (or has handed over to its detached copy).
+  const { relayMain } = await import('../inject/relay.js');
+  await runCli(() => relayMain(process.argv.slice(3)), { keepsRunning: true });
+} else {
+  await runCli(() => helperPath(process.argv.slice(2))?.() ?? runProgram(process.argv));
+}

@@ -18,8 +18,11 @@ function die(err: unknown): never {
   exitNow(1);
 }
 
-/** Runs `work` as the process's command and sets the exit code from how it ended. */
-export async function runCli(work: () => Promise<void>): Promise<void> {
+/**
+ * Runs `work` as the process's command and sets the exit code from how it ended. `keepsRunning`:
+ * the command serves on after `work` resolves (the relay), so no exit is forced.
+ */
+export async function runCli(work: () => Promise<void>, { keepsRunning = false } = {}): Promise<void> {
   installGuards();
   try {
     await work();
@@ -29,7 +32,7 @@ export async function runCli(work: () => Promise<void>): Promise<void> {
   }
   settled = true;
   // Every command closes what it opened; should a handle still linger, do not hang the shell.
-  setTimeout(() => process.exit(), 2_000).unref();
+  if (!keepsRunning) setTimeout(() => process.exit(), 2_000).unref();
 }
 
 function installGuards(): void {

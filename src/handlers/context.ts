@@ -2,16 +2,14 @@
 import type { Grant } from '../auth/grants.js';
 import type { PeerCredentials } from '../auth/peer.js';
 import type { FlowPublicData, FlowType } from '../oauth/flowTypes.js';
+import type { Refresher } from '../oauth/freshToken.js';
 import type { TokenService } from '../oauth/TokenService.js';
 import type { SanitizedToken } from '../oauth/token.js';
 import type { OpName, Payload } from '../protocol/messages.js';
-import type { KeyStore, StoredToken } from '../store/types.js';
+import type { KeyStore } from '../store/types.js';
 import type { BucketUsage } from './bucketUsage.js';
 
-/** Host-side refresh of (provider, bucket) in §6.4's check order; RefreshCoordinator is one. Throws ProxyError. */
-export interface Refresher {
-  refresh(provider: string, bucket: string, signal?: AbortSignal): Promise<StoredToken>;
-}
+export type { Refresher } from '../oauth/freshToken.js';
 
 /** The services of a daemon (or of an in-process caller) that handlers use. */
 export interface HandlerServices {
@@ -27,6 +25,13 @@ export interface HandlerServices {
   admin?: AdminService;
 }
 
+/** Where a grant's injection routes are served and what each sets in the sandbox (`{url}`: its base URL there). */
+export type InjectListing = {
+  socket: string;
+  tcp?: { host: string; port: number };
+  routes: Array<{ route: string; env: Record<string, string> }>;
+};
+
 /** One grant as grant_list shows it. */
 export type GrantListing = {
   grant_id: string;
@@ -37,12 +42,14 @@ export type GrantListing = {
   created: number;
   expires?: number;
   connections: number;
+  /** Names of its injection routes, when it has any. */
+  inject?: string[];
 };
 
 /** The admin ops of PROTOCOL.md §11, implemented by the daemon. */
 export interface AdminService {
   /** `conn` is the control connection: a grant without ttl_s ends when it closes. */
-  openGrant(conn: number, request: Payload<'grant_open'>, signal: AbortSignal): Promise<{ grant_id: string; socket: string; capability?: string }>;
+  openGrant(conn: number, request: Payload<'grant_open'>, signal: AbortSignal): Promise<OpResults['grant_open']>;
   /** False when no grant of that id was opened through grant_open. */
   closeGrant(grantId: string): Promise<boolean>;
   listGrants(): GrantListing[];
@@ -82,7 +89,7 @@ export type OpResults = {
   oauth_exchange: SanitizedToken;
   oauth_poll: PollData;
   oauth_cancel: Empty;
-  grant_open: { grant_id: string; socket: string; capability?: string };
+  grant_open: { grant_id: string; socket: string; capability?: string; inject?: InjectListing };
   grant_close: Empty;
   grant_list: { grants: GrantListing[] };
   daemon_status: Record<string, unknown>;

@@ -57,6 +57,7 @@
  *                             "claims": {"field": [["claim", "nested"], ["fallback"]]} (fields read from
  *                             id_token, then access_token JWT claims)}.
  *
+ * The same file's `routes` section holds inject mode's routes (src/inject/RouteTable.ts).
  * Unknown top-level keys are ignored (other subsystems may add sections); unknown provider fields are
  * errors. Errors name the file and the field, never a value.
  */
@@ -86,7 +87,8 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-function issuesText(source: string, prefix: string, issues: readonly z.core.$ZodIssue[]): string {
+/** Zod issues as one config error line (at most ten), each naming its field. */
+export function issuesText(source: string, prefix: string, issues: readonly z.core.$ZodIssue[]): string {
   const lines = issues.slice(0, 10).map((i) => {
     const where = [prefix, ...i.path.map(String)].filter(Boolean).join('.');
     return `${where}: ${i.message}`;
@@ -141,6 +143,14 @@ export function providersFromConfig(config: unknown, source: string): StandardAd
  */
 export function loadProviderRegistry(options: LoadProviderRegistryOptions = {}): ProviderRegistry {
   const configPath = options.configPath ?? defaultConfigPath(options.env ?? process.env);
+  return createProviderRegistry(providersFromConfig(readConfigFile(configPath), configPath));
+}
+
+/**
+ * The parsed config file, `{}` when there is none; an unreadable or non-JSON file throws ConfigError.
+ * Providers and injection routes are read from the same file.
+ */
+export function readConfigFile(configPath: string): unknown {
   let text: string | undefined;
   try {
     text = fs.readFileSync(configPath, 'utf8');
@@ -157,7 +167,7 @@ export function loadProviderRegistry(options: LoadProviderRegistryOptions = {}):
       throw new ConfigError(`Invalid config file ${configPath}: not valid JSON`);
     }
   }
-  return createProviderRegistry(providersFromConfig(config, configPath));
+  return config;
 }
 
 let presets: ProviderRegistry | undefined;

@@ -76,6 +76,10 @@ export const payloadSchemas = {
     ...grantShape,
     ttl_s: z.int().min(1).max(MAX_GRANT_TTL_S).optional(),
     capability: z.boolean().optional(),
+    /** Inject mode: routes whose credential the daemon's proxy attaches (never readable through the grant). */
+    inject: z.array(z.object({ route: nameSchema('key'), bucket: bucket.optional() })).max(16, 'names at most 16 routes').default([]),
+    /** Also serve the routes on a loopback TCP port (sandboxes that share the host's network). */
+    inject_tcp: z.boolean().optional(),
   }),
   grant_close: z.object({ grant_id: nameSchema('grant') }),
   grant_list: z.object({}),

@@ -3,6 +3,8 @@
  * workspace mounts, and of the daemon's directory only the grant's own socket subdirectory (§11).
  * Protected paths under a mount are masked. New pid, ipc and uts namespaces (and a new network
  * namespace with `--no-network`); every capability dropped, so a sandbox run as root cannot remount.
+ * With injection routes and no network, a relay inside (node and one script, bound read-only) is
+ * the program's only way out: 127.0.0.1:PORT in the sandbox to the grant's proxy socket.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -25,6 +27,16 @@ export const BWRAP_INFO_FD = 4;
 
 /** The descriptor bwrap reads its seccomp filter from. */
 export const BWRAP_SECCOMP_FD = 5;
+
+/** Where inject mode's relay (node and the relay script) is bound inside the sandbox. */
+const RELAY_NODE = '/run/credproxy-relay/node';
+const RELAY_SCRIPT_PATH = '/run/credproxy-relay/relay.mjs';
+
+/**
+ * Starts the relay in the background, then execs the program (it keeps the pid bwrap reports, and
+ * so its signals). The relay ends with the sandbox's pid namespace. 125: the relay did not start.
+ */
+const RELAY_SHELL = '"$1" "$2" --listen "$3" --socket "$4" --background || exit 125; shift 4; exec "$@"';
 
 /** The bind and symlink arguments of the system directories, and the directories bound (for masking). */
 function systemBinds(): { args: string[]; bound: Mount[] } {
@@ -76,7 +88,15 @@ export function bwrapPlan(req: LaunchRequest): LaunchPlan {
   const socketDir = path.dirname(req.socketPath);
   args.push('--ro-bind', socketDir, socketDir);
   const workdir = sandboxPath(req.cwd, req.mounts) ?? req.mounts[0]?.target ?? '/';
-  args.push('--chdir', workdir, '--info-fd', String(BWRAP_INFO_FD), '--', 'env', '--default-signal=' + GROUP_SIGNALS, req.command, ...req.args);
+  const program = ['env', '--default-signal=' + GROUP_SIGNALS, req.command, ...req.args];
+  const relay = req.inject?.relay;
+  if (relay) {
+    // Bound where no mount above can cover them, so the relay runs whatever the sandbox shows of $HOME.
+    args.push('--ro-bind', relay.node, RELAY_NODE, '--ro-bind', relay.script, RELAY_SCRIPT_PATH);
+    args.push('--chdir', workdir, '--info-fd', String(BWRAP_INFO_FD), '--', 'sh', '-c', RELAY_SHELL, 'credproxy-relay', RELAY_NODE, RELAY_SCRIPT_PATH, `127.0.0.1:${relay.port}`, relay.socket, ...program);
+  } else {
+    args.push('--chdir', workdir, '--info-fd', String(BWRAP_INFO_FD), '--', ...program);
+  }
   return {
     command: 'env',
     args,

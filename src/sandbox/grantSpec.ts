@@ -2,7 +2,8 @@
  * What `credproxy run` asks the daemon for (PROTOCOL.md §7, §11): `--provider P[:BUCKET[,BUCKET...]]`,
  * `--key NAME` and `--allow OPS` turned into a `grant_open` payload. Without `--allow` the grant is
  * the §7 default for a run sandbox: read + refresh + login when a provider is named, read when only
- * keys are, nothing else.
+ * keys are, nothing else. `--inject ROUTE[:BUCKET]` names injection routes: their credentials are
+ * attached by the daemon's proxy and are not part of the grant's readable providers or keys.
  */
 import { assertName, DEFAULT_BUCKET } from '../protocol/names.js';
 import { OP_GROUPS } from '../protocol/messages.js';
@@ -13,6 +14,7 @@ export interface GrantRequest {
   providers: Record<string, '*' | string[]>;
   keys: string[];
   ops: OpGroupName[];
+  inject: Array<{ route: string; bucket?: string }>;
 }
 
 /** A usage error in a grant option; the message names the option and the rule broken. */
@@ -20,9 +22,10 @@ export class GrantSpecError extends Error {
   override readonly name = 'GrantSpecError';
 }
 
-function named(kind: 'provider' | 'bucket' | 'key', value: string, option: string): string {
+function named(kind: 'provider' | 'bucket' | 'key' | 'route', value: string, option: string): string {
   try {
-    return assertName(kind, value);
+    // Route names share the key alphabet.
+    return assertName(kind === 'route' ? 'key' : kind, value);
   } catch (err) {
     throw new GrantSpecError(`${option} ${JSON.stringify(value)}: ${(err as Error).message}`);
   }
@@ -50,7 +53,14 @@ export function parseAllow(value: string): OpGroupName[] {
   return [...new Set(ops as OpGroupName[])];
 }
 
-export function grantRequest(providerSpecs: readonly string[], keyNames: readonly string[], allow: string | undefined): GrantRequest {
+/** `ROUTE` or `ROUTE:BUCKET` (the bucket of a route whose credential is a provider's token). */
+function injectChoice(spec: string): { route: string; bucket?: string } {
+  const colon = spec.indexOf(':');
+  const route = named('route', colon < 0 ? spec : spec.slice(0, colon), '--inject');
+  return colon < 0 ? { route } : { route, bucket: named('bucket', spec.slice(colon + 1), `--inject ${route}: bucket`) };
+}
+
+export function grantRequest(providerSpecs: readonly string[], keyNames: readonly string[], allow: string | undefined, injectSpecs: readonly string[] = []): GrantRequest {
   const providers: GrantRequest['providers'] = {};
   for (const spec of providerSpecs) addProvider(providers, spec);
   const keys = [...new Set(keyNames.map((k) => named('key', k, '--key')))];
@@ -58,5 +68,5 @@ export function grantRequest(providerSpecs: readonly string[], keyNames: readonl
   if (allow !== undefined) ops = parseAllow(allow);
   else if (providerSpecs.length > 0) ops = ['read', 'refresh', 'login'];
   else ops = keys.length > 0 ? ['read'] : [];
-  return { providers, keys, ops };
+  return { providers, keys, ops, inject: injectSpecs.map(injectChoice) };
 }

@@ -30,6 +30,15 @@ export interface LaunchRequest {
   tty: boolean;
   /** Host variables passed in by name (`--env NAME`), besides the basics. */
   passEnv: readonly string[];
+  /** Inject mode: the routes' variables (placeholders and base URLs), and the relay a network-isolated sandbox needs. */
+  inject?: InjectLaunch;
+}
+
+/** What a launcher adds for injection routes (`run --inject`). */
+export interface InjectLaunch {
+  env: Readonly<Record<string, string>>;
+  /** bwrap without network: a relay on 127.0.0.1:port inside, to the proxy's (bind-mounted) socket. */
+  relay?: { port: number; socket: string; node: string; script: string };
 }
 
 export interface LaunchPlan {
@@ -46,9 +55,9 @@ export interface LaunchPlan {
   cleanup(): void;
 }
 
-/** The §7/§8 variables a sandboxed program reads; the capability itself is never one of them. */
+/** The §7/§8 variables a sandboxed program reads, and its routes' placeholders; the capability itself is never one of them. */
 export function sandboxVariables(req: LaunchRequest, tcpHost?: string): Record<string, string> {
-  const vars: Record<string, string> = { CREDPROXY_SOCKET: req.socketPath, LLXPRT_CREDENTIAL_SOCKET: req.socketPath };
+  const vars: Record<string, string> = { ...req.inject?.env, CREDPROXY_SOCKET: req.socketPath, LLXPRT_CREDENTIAL_SOCKET: req.socketPath };
   if (req.tcp) {
     const host = tcpHost ?? req.tcp.host;
     vars.CREDPROXY_TCP = `${host.includes(':') ? `[${host}]` : host}:${req.tcp.port}`;

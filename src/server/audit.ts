@@ -1,7 +1,8 @@
 /**
  * The audit log (PROTOCOL.md §9): one JSON object per line. It records who did what and how it
  * ended — never a token, key, code, verifier, state, device code, capability or full session id.
- * Callers pass only the fields below; there is no free-form field to leak a secret through.
+ * Callers pass only the fields below; there is no free-form field to leak a secret through. A
+ * proxied request's path is cut at its query (where some APIs take keys) and at 256 characters.
  */
 import fs from 'node:fs';
 
@@ -17,6 +18,13 @@ export interface AuditEvent {
   ms?: number | undefined;
   /** First 8 hex chars of an OAuth session id, never more. */
   session?: string | undefined;
+  /** Inject mode (op `inject`): the route, the method, the path without its query, the HTTP status and body bytes each way. */
+  route?: string | undefined;
+  method?: string | undefined;
+  path?: string | undefined;
+  status?: number | undefined;
+  bytes_up?: number | undefined;
+  bytes_down?: number | undefined;
 }
 
 export interface AuditLog {
@@ -48,7 +56,10 @@ class BufferedAudit implements AuditLog {
   ) {}
 
   record(event: AuditEvent): void {
-    const safe = typeof event.session === 'string' && event.session.length > 8 ? { ...event, session: event.session.slice(0, 8) } : event;
+    // Never more than 8 chars of a session id, never a query string (it can carry a secret).
+    const session = typeof event.session === 'string' && event.session.length > 8 ? event.session.slice(0, 8) : event.session;
+    const path = typeof event.path === 'string' ? event.path.split('?')[0]!.slice(0, 256) : event.path;
+    const safe = session !== event.session || path !== event.path ? { ...event, session, path } : event;
     // The event serialized as it is, with the time spliced in first: no copy of the event per line.
     const text = `{"ts":"${this.timestamp()}",${JSON.stringify(safe).slice(1)}\n`;
     this.lines.push(text);

@@ -3,7 +3,10 @@
  * socket in a 0700 subdirectory of the daemon's directory (`{dir}/{grant_id}/{nonce}.sock`), so a
  * launcher mounts that subdirectory alone. A grant opened without `ttl_s` lives as long as the
  * control connection that opened it; ending a grant (any way) closes its socket, its connections and
- * its login sessions.
+ * its login sessions. A grant with injection routes also gets its own HTTP proxy (inject mode): a
+ * second Unix socket in the same subdirectory, and a loopback TCP port when asked for, both closed
+ * with the grant. The credential of an injected route is never also in the grant's providers or
+ * keys, so the sandbox cannot read what the proxy attaches.
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -11,9 +14,12 @@ import type net from 'node:net';
 import path from 'node:path';
 import { hashCapability, newCapability } from '../auth/capability.js';
 import type { GrantRegistry } from '../auth/GrantRegistry.js';
-import type { Grant } from '../auth/grants.js';
+import { allowsKey, allowsProvider, type Grant } from '../auth/grants.js';
 import { RUN_GRANT_PREFIX } from '../auth/policy.js';
-import type { AdminService, GrantListing } from '../handlers/context.js';
+import type { AdminService, GrantListing, InjectListing, OpResults } from '../handlers/context.js';
+import type { InjectProxy } from '../inject/InjectProxy.js';
+import { RouteError, type RouteTable } from '../inject/RouteTable.js';
+import type { Route } from '../inject/routeSchema.js';
 import type { SessionStore } from '../oauth/sessions.js';
 import { errors, ProxyError } from '../protocol/errors.js';
 import type { Payload } from '../protocol/messages.js';
@@ -34,6 +40,8 @@ export interface ControlPlaneDeps {
   status(): Promise<Record<string, unknown>>;
   /** Operational messages (never secrets). */
   log(line: string): void;
+  /** Inject mode: the host's routes and a proxy for a grant's routes (null: this daemon injects nothing). */
+  inject: { routes: RouteTable; proxy(grantId: string, routes: readonly Route[]): InjectProxy } | null;
 }
 
 interface Opened {
@@ -42,6 +50,8 @@ interface Opened {
   socketPath: string;
   /** The control connection whose close ends the grant; null with ttl_s. */
   conn: number | null;
+  /** Its injection proxy, once listening. */
+  inject?: { proxy: InjectProxy; listing: InjectListing };
 }
 
 /** The registry's listener name of a grant's sandbox socket. */
@@ -64,10 +74,11 @@ export class ControlPlane implements AdminService {
     });
   }
 
-  async openGrant(conn: number, request: Payload<'grant_open'>, signal: AbortSignal): Promise<{ grant_id: string; socket: string; capability?: string }> {
+  async openGrant(conn: number, request: Payload<'grant_open'>, signal: AbortSignal): Promise<OpResults['grant_open']> {
     const { grants, dir, now } = this.deps;
     const id = `${RUN_GRANT_PREFIX}${randomBytes(6).toString('hex')}`;
     const grant: Grant = { id, providers: request.providers, keys: request.keys, ops: request.ops };
+    const routes = this.injectedRoutes(grant, request);
     const capability = request.capability ? newCapability() : undefined;
     const subdir = path.join(dir, id);
     const socketPath = path.join(subdir, `${randomBytes(16).toString('hex')}.sock`);
@@ -88,6 +99,7 @@ export class ControlPlane implements AdminService {
       ensurePrivateDir(subdir);
       grants.bind(sandboxListener(id), id, { exclusive: true });
       entry.server = await this.deps.listen(sandboxListener(id), socketPath);
+      if (routes.length > 0) await this.openInject(entry, id, routes, request.inject_tcp === true);
     } catch (err) {
       grants.revoke(id);
       throw err;
@@ -98,7 +110,41 @@ export class ControlPlane implements AdminService {
       else entry.server.close();
       throw errors.cancelled();
     }
-    return { grant_id: id, socket: socketPath, ...(capability !== undefined && { capability }) };
+    return { grant_id: id, socket: socketPath, ...(capability !== undefined && { capability }), ...(entry.inject && { inject: entry.inject.listing }) };
+  }
+
+  /** The routes a grant_open asks to inject, checked against the host's routes and the grant itself. */
+  private injectedRoutes(grant: Grant, request: Payload<'grant_open'>): Route[] {
+    if (request.inject.length === 0) return [];
+    if (!this.deps.inject) throw new ProxyError('INVALID_REQUEST', 'This daemon serves no injection routes');
+    let routes: Route[];
+    try {
+      routes = this.deps.inject.routes.resolve(request.inject);
+    } catch (err) {
+      if (err instanceof RouteError) throw new ProxyError('INVALID_REQUEST', err.message);
+      throw err;
+    }
+    for (const route of routes) {
+      const c = route.credential;
+      const shared = 'key' in c ? allowsKey(grant, c.key) && `the API key ${c.key}` : allowsProvider(grant, c.provider) && `provider ${c.provider}`;
+      if (shared) throw new ProxyError('INVALID_REQUEST', `Route ${route.name} injects ${shared}, which the grant would also hand out; inject it or grant it, not both`);
+    }
+    return routes;
+  }
+
+  /** Starts a grant's injection proxy beside its sandbox socket (and on loopback TCP when asked). */
+  private async openInject(entry: Opened, grantId: string, routes: readonly Route[], tcp: boolean): Promise<void> {
+    const proxy = this.deps.inject!.proxy(grantId, routes);
+    const socket = path.join(path.dirname(entry.socketPath), `inject-${randomBytes(8).toString('hex')}.sock`);
+    const listing: InjectListing = { socket, routes: routes.map((r) => ({ route: r.name, env: r.env })) };
+    entry.inject = { proxy, listing };
+    try {
+      assertSocketPathLength(socket);
+    } catch (err) {
+      throw new ProxyError('INTERNAL_ERROR', (err as Error).message);
+    }
+    await proxy.listenUnix(socket);
+    if (tcp) listing.tcp = await proxy.listenTcp();
   }
 
   async closeGrant(grantId: string): Promise<boolean> {
@@ -121,12 +167,17 @@ export class ControlPlane implements AdminService {
       };
       if (info.label !== undefined) listing.label = info.label;
       if (info.expires !== undefined) listing.expires = info.expires;
+      const inject = this.opened.get(info.grant.id)?.inject;
+      if (inject) listing.inject = inject.listing.routes.map((r) => r.route);
       return listing;
     });
   }
 
   async status(): Promise<Record<string, unknown>> {
-    const sandboxes = [...this.opened].map(([grant_id, o]) => ({ kind: 'sandbox', grant_id, path: o.socketPath }));
+    const sandboxes = [...this.opened].flatMap(([grant_id, o]) => [
+      { kind: 'sandbox', grant_id, path: o.socketPath },
+      ...(o.inject ? [{ kind: 'inject', grant_id, path: o.inject.listing.socket, ...(o.inject.listing.tcp && { tcp: o.inject.listing.tcp }) }] : []),
+    ]);
     const rest = await this.deps.status();
     return {
       ...rest,
@@ -156,6 +207,7 @@ export class ControlPlane implements AdminService {
     this.deps.grants.unbind(sandboxListener(grant.id));
     o.server?.close();
     try {
+      await o.inject?.proxy.close();
       // First: nothing a sandbox left in its (mounted, writable) directory may keep its logins alive.
       await this.deps.sessions?.cancelGrant(grant.id);
     } finally {

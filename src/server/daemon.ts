@@ -12,6 +12,11 @@ import { CONTROL_GRANT } from '../auth/grants.js';
 import { OPEN_POLICY, type Policy } from '../auth/policy.js';
 import { buildHandlers, BucketUsage, type HandlerServices } from '../handlers/index.js';
 import { createLoginService, type LoginServiceOptions } from '../handlers/login.js';
+import { InjectCredentials } from '../inject/InjectCredentials.js';
+import { InjectProxy } from '../inject/InjectProxy.js';
+import { loopbackPeerUid } from '../inject/loopbackPeer.js';
+import { RouteTable } from '../inject/RouteTable.js';
+import { UpstreamAgents } from '../inject/UpstreamAgents.js';
 import { presetRegistry } from '../oauth/config.js';
 import type { ProviderRegistry } from '../oauth/providerTypes.js';
 import { RefreshCoordinator, type RefreshTuning } from '../oauth/refreshCoordinator.js';
@@ -61,6 +66,8 @@ export interface StartOptions extends DaemonOptions {
   hostPaths?: readonly string[];
   /** Proactive renewal of stored tokens (on by default with `providers`); false turns it off. */
   renewal?: RenewalOptions | false;
+  /** Inject mode's routes (default: the presets). */
+  routes?: RouteTable;
 }
 
 export interface Daemon {
@@ -126,7 +133,22 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
   });
 
   const servers: net.Server[] = [];
+  const upstreams = new UpstreamAgents();
+  const routes = options.routes ?? RouteTable.presets();
+  const credentials = new InjectCredentials({ tokens, keys: options.keys, refresher, ...(options.refreshWaitMs !== undefined && { refreshWaitMs: options.refreshWaitMs }) });
+  /** Inject proxies admit like the Unix listeners: the daemon's uid and the allowed ones (TCP: through /proc/net/tcp). */
+  const admitInject = (socket: net.Socket, kind: 'unix' | 'tcp'): boolean => {
+    const uid = kind === 'unix' ? (readPeerCredentials(socket)?.uid ?? null) : loopbackPeerUid(socket);
+    const ok = uid !== null && (uid === ownUid || allowUids.has(uid));
+    if (!ok) audit.record({ conn: 0, op: 'inject', outcome: uid === null ? 'PEER_UNKNOWN' : 'PEER_REFUSED', ...(uid !== null && { peer: { uid } }) });
+    return ok;
+  };
   const control = new ControlPlane({
+    inject: {
+      routes,
+      proxy: (grantId, granted) =>
+        new InjectProxy({ grantId, routes: granted, credentials, dispatcherFor: (r) => upstreams.for(routes.caOf(r.name)), audit, now, admit: admitInject }),
+    },
     dir,
     grants,
     sessions: login?.sessions ?? null,
@@ -251,6 +273,7 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
       for (const conn of connections.keys()) conn.destroy();
       await renewal?.stop();
       await control.closeAll();
+      await upstreams.close();
       await login?.shutdown();
       // Work whose reply went out early (cancel, timeout) may still be writing the store: give it the grace too.
       await Promise.race([dispatcher.idle(), new Promise<void>((r) => (grace = setTimeout(r, limits.shutdownGraceMs)))]);

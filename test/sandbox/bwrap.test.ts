@@ -154,4 +154,18 @@ describe('bwrap plan', () => {
     expect(made.env.LLXPRT_CAPABILITY_FD).toBe('3');
     made.cleanup();
   });
+
+  it('with injection routes and no network: the relay (node and its script, bound read-only, last) starts before the program, which keeps the pid', () => {
+    const socket = `${t.root}/daemon/run-x/inject-1.sock`;
+    const relay = { port: 43210, socket, node: process.execPath, script: '/opt/credproxy/dist/inject/relay.js' };
+    const { made, ops, command } = plan({ network: false, inject: { env: { API_BASE: 'http://127.0.0.1:43210/api', API_KEY: 'credproxy-managed' }, relay } });
+    expect(has(ops, '--unshare-net')).toBe(true);
+    expect(has(ops, '--ro-bind', process.execPath, '/run/credproxy-relay/node')).toBe(true);
+    expect(has(ops, '--ro-bind', relay.script, '/run/credproxy-relay/relay.mjs')).toBe(true);
+    expect(mountOps(ops).slice(-2).map((o) => o.operands[1])).toEqual(['/run/credproxy-relay/node', '/run/credproxy-relay/relay.mjs']);
+    expect(command.slice(0, 2)).toEqual(['sh', '-c']);
+    expect(command.slice(3)).toEqual(['credproxy-relay', '/run/credproxy-relay/node', '/run/credproxy-relay/relay.mjs', '127.0.0.1:43210', socket, 'env', `--default-signal=${GROUP_SIGNALS}`, ...request(t).command.split(' ').slice(0, 1), ...request(t).args]);
+    expect(command[2]).toContain('exec "$@"');
+    expect(made.env).toMatchObject({ API_BASE: 'http://127.0.0.1:43210/api', API_KEY: 'credproxy-managed' });
+  });
 });

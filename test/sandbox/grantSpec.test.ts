@@ -87,10 +87,21 @@ describe('default ops (§7)', () => {
   });
 
   it('only keys named: read', () => {
-    expect(grantRequest([], ['openai'], undefined)).toEqual({ providers: {}, keys: ['openai'], ops: ['read'] });
+    expect(grantRequest([], ['openai'], undefined)).toEqual({ providers: {}, keys: ['openai'], ops: ['read'], inject: [] });
   });
 
   it('nothing named: nothing', () => {
-    expect(grantRequest([], [], undefined)).toEqual({ providers: {}, keys: [], ops: [] });
+    expect(grantRequest([], [], undefined)).toEqual({ providers: {}, keys: [], ops: [], inject: [] });
+  });
+});
+
+describe('--inject', () => {
+  it('ROUTE or ROUTE:BUCKET; injected credentials add no op group', () => {
+    expect(grantRequest([], [], undefined, ['anthropic', 'github:work'])).toEqual({ providers: {}, keys: [], ops: [], inject: [{ route: 'anthropic' }, { route: 'github', bucket: 'work' }] });
+  });
+
+  it('refuses bad route and bucket names by option', () => {
+    expect(() => grantRequest([], [], undefined, ['bad name'])).toThrow(/^--inject "bad name": /);
+    expect(() => grantRequest([], [], undefined, ['github:b d'])).toThrow(/^--inject github: bucket "b d": Invalid bucket name/);
   });
 });

@@ -4,15 +4,18 @@
  * only that grant's socket, and closes the grant when COMMAND ends. The grant lives on this
  * process's control connection, so a `run` killed outright takes its grant with it (§11).
  */
+import { randomInt } from 'node:crypto';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import type { ProxyClient } from '../../client/ProxyClient.js';
+import type { InjectListing } from '../../handlers/context.js';
+import { RELAY_SCRIPT } from '../../inject/relay.js';
 import { credentialPaths, real } from '../../sandbox/credentialPaths.js';
 import { closeInheritedDescriptors, inheritableDescriptors } from '../../sandbox/descriptors.js';
 import { GrantSpecError, grantRequest, type GrantRequest } from '../../sandbox/grantSpec.js';
 import { launchPlan } from '../../sandbox/launchPlan.js';
 import { MountError, parseMount, workspaceMounts } from '../../sandbox/mounts.js';
-import { isCredproxyVariable, SANDBOX_KINDS, type LaunchRequest, type SandboxKind } from '../../sandbox/plan.js';
+import { isCredproxyVariable, SANDBOX_KINDS, type InjectLaunch, type LaunchRequest, type SandboxKind } from '../../sandbox/plan.js';
 import { runChild } from '../../sandbox/runChild.js';
 import { controlClient, daemonControlPath } from '../util/control.js';
 import { commandFollowsDoubleDash } from '../util/doubleDash.js';
@@ -22,6 +25,7 @@ import { storeChoice } from '../util/storeChoice.js';
 interface RunOptions {
   provider: string[];
   key: string[];
+  inject: string[];
   allow?: string;
   sandbox: SandboxKind;
   image?: string;
@@ -33,7 +37,7 @@ interface RunOptions {
   verbose?: boolean;
 }
 
-const USAGE = '[--provider P[:BUCKET[,BUCKET...]]]... [--key NAME]... [--allow OPS] [--sandbox none|bwrap|docker|podman] [options] -- COMMAND [ARGS...]';
+const USAGE = '[--provider P[:BUCKET[,BUCKET...]]]... [--key NAME]... [--inject ROUTE[:BUCKET]]... [--allow OPS] [--sandbox none|bwrap|docker|podman] [options] -- COMMAND [ARGS...]';
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
@@ -52,6 +56,39 @@ function checkOptions(opts: RunOptions): void {
     if (isCredproxyVariable(name)) throw new CliError(`--env ${name}: run sets the credproxy variables itself`);
   }
   if (opts.tcp && !opts.network) throw new CliError('--tcp reaches the daemon over the network; it cannot be used with --no-network');
+  if (opts.inject.length > 0 && (opts.sandbox === 'docker' || opts.sandbox === 'podman')) throw new CliError('--inject works with --sandbox none and bwrap');
+}
+
+/** The relay needs a port in the sandbox's own network namespace, where nothing else listens yet. */
+const relayPort = (): number => randomInt(20_000, 60_000);
+
+/**
+ * The variables of the granted routes, `{url}` being each route's base URL as the program sees it
+ * (`http://127.0.0.1:PORT/ROUTE`); two routes setting one variable differently is a usage error.
+ */
+function injectEnv(inject: InjectListing, port: number): Record<string, string> {
+  const env: Record<string, string> = {};
+  const setBy: Record<string, string> = {};
+  for (const { route, env: vars } of inject.routes) {
+    for (const [name, template] of Object.entries(vars)) {
+      const value = template.replaceAll('{url}', `http://127.0.0.1:${port}/${route}`);
+      if (env[name] !== undefined && env[name] !== value) throw new CliError(`--inject ${setBy[name]} and ${route} both set ${name}; inject one of them`);
+      env[name] = value;
+      setBy[name] = route;
+    }
+  }
+  return env;
+}
+
+/** What the launcher adds for the routes: their variables and, without network under bwrap, the relay. */
+function injectLaunch(opts: RunOptions, inject: InjectListing | undefined): InjectLaunch | undefined {
+  if (!inject) return undefined;
+  if (opts.sandbox === 'bwrap' && !opts.network) {
+    const port = relayPort();
+    return { env: injectEnv(inject, port), relay: { port, socket: inject.socket, node: process.execPath, script: RELAY_SCRIPT } };
+  }
+  if (!inject.tcp) throw new CliError('the daemon opened no loopback port for the injection routes');
+  return { env: injectEnv(inject, inject.tcp.port) };
 }
 
 /** A label for grant_list that says which run it is without repeating arguments (they may hold secrets). */
@@ -73,16 +110,19 @@ async function useDaemon(opts: RunOptions, cmd: Command, say: (line: string) => 
     return { control: running.control };
   }
   // Loaded only here: with a daemon running, `run` needs no store, OAuth or server code.
-  const [{ startHostDaemon }, stores, { registryFromConfig }] = await Promise.all([
+  const [{ startHostDaemon }, stores, { registryFromConfig }, { routeTableFromConfig }] = await Promise.all([
     import('../util/hostDaemon.js'),
     import('../util/stores.js'),
     import('../util/loginConfig.js'),
+    import('../util/routeConfig.js'),
   ]);
   const registry = registryFromConfig(undefined);
+  const routes = routeTableFromConfig(undefined);
   const opened = await stores.openHostStores(storeChoice(cmd), process.env, { log: say });
   try {
     const daemon = await startHostDaemon(opened, {
       providers: registry,
+      routes,
       // A daemon that ends with this run must not be found by another one.
       discovery: false,
       ...(opts.tcp && { tcp: '127.0.0.1:0' }),
@@ -115,16 +155,20 @@ function tcpListener(status: Record<string, unknown>): { host: string; port: num
   return { host: tcp.host!, port: tcp.port! };
 }
 
-async function openGrant(client: ProxyClient, grant: GrantRequest, command: string, tcp: boolean): Promise<{ grant_id: string; socket: string; capability?: string }> {
-  const data = await client.request('grant_open', { label: grantLabel(command), ...grant, ...(tcp && { capability: true }) });
-  return data as unknown as { grant_id: string; socket: string; capability?: string };
+type OpenedGrant = { grant_id: string; socket: string; capability?: string; inject?: InjectListing };
+
+/** grant_open; the routes get a loopback port unless a relay inside the sandbox reaches their socket. */
+async function openGrant(client: ProxyClient, grant: GrantRequest, command: string, opts: RunOptions): Promise<OpenedGrant> {
+  const injectTcp = grant.inject.length > 0 && !(opts.sandbox === 'bwrap' && !opts.network);
+  const data = await client.request('grant_open', { label: grantLabel(command), ...grant, ...(opts.tcp && { capability: true }), ...(injectTcp && { inject_tcp: true }) });
+  return data as unknown as OpenedGrant;
 }
 
 async function run(command: string, args: string[], opts: RunOptions, cmd: Command): Promise<number> {
   checkOptions(opts);
   let grant: GrantRequest;
   try {
-    grant = grantRequest(opts.provider, opts.key, opts.allow);
+    grant = grantRequest(opts.provider, opts.key, opts.allow, opts.inject);
   } catch (err) {
     if (err instanceof GrantSpecError) throw new CliError(err.message);
     throw err;
@@ -149,9 +193,10 @@ async function run(command: string, args: string[], opts: RunOptions, cmd: Comma
   try {
     const status = await client.request('daemon_status', {});
     const tcp = opts.tcp ? tcpListener(status) : undefined;
-    const grantOpened = await openGrant(client, grant, command, opts.tcp === true);
+    const grantOpened = await openGrant(client, grant, command, opts);
     opened = grantOpened;
-    say(`grant ${grantOpened.grant_id}: socket ${grantOpened.socket}`);
+    say(`grant ${grantOpened.grant_id}: socket ${grantOpened.socket}${grantOpened.inject ? `, injection proxy ${grantOpened.inject.socket}` : ''}`);
+    const inject = injectLaunch(opts, grantOpened.inject);
     const protectedPaths = credentialPaths(process.env, path.dirname(daemon.control), daemonProtectedPaths(status));
     const request: LaunchRequest = {
       command,
@@ -168,6 +213,7 @@ async function run(command: string, args: string[], opts: RunOptions, cmd: Comma
       gid: process.getgid?.() ?? 0,
       tty: process.stdin.isTTY === true,
       passEnv: opts.env,
+      ...(inject && { inject }),
     };
     // Opened since (by a store library of the daemon started here) and inheritable: fail closed.
     const leaking = inheritableDescriptors();
@@ -212,6 +258,7 @@ export function runCommand(): Command {
     .usage(USAGE)
     .option('--provider <spec>', 'grant the tokens of PROVIDER (its default bucket; P:B1,B2 for buckets, P:* for all); repeatable', collect, [])
     .option('--key <name>', 'grant the API key NAME; repeatable', collect, [])
+    .option('--inject <route>', 'inject mode: the daemon attaches ROUTE\'s credential to COMMAND\'s requests (ROUTE:BUCKET for a token\'s bucket); COMMAND gets a base URL and a placeholder, never the credential; repeatable', collect, [])
     .option('--allow <ops>', 'op groups of the grant, comma-separated from read,refresh,login,write (default: read,refresh,login with a --provider, read with only --key)')
     .addOption(new Option('--sandbox <kind>', 'how COMMAND is isolated').choices(SANDBOX_KINDS).default('none'))
     .option('--image <image>', 'container image (--sandbox docker|podman)')
@@ -233,10 +280,18 @@ Sandboxes: none (no isolation, only the scoped socket), bwrap (system read-only,
 /home and /run, the working directory or --mounts writable, credproxy's own files never mounted),
 docker and podman (the socket's directory and the workspace mounted, --user UID:GID).
 With no daemon running, one is started for the run on the default store (--store).
+--inject ROUTE (presets: anthropic, anthropic-oauth, openai, gemini, github; more in the config
+file's "routes") sets the route's variables, e.g. ANTHROPIC_BASE_URL=http://127.0.0.1:PORT/anthropic
+and ANTHROPIC_API_KEY=credproxy-managed; the daemon's proxy drops whatever credential COMMAND sends
+and attaches the real one (refreshing OAuth tokens). With --sandbox bwrap --no-network the routes
+are COMMAND's only way out (a relay inside reaches the proxy's socket); otherwise PORT is a loopback
+port of the daemon that serves only your uid. The injected credential is not readable through the
+grant's socket.
 The exit status is COMMAND's, or 128 + N when it is killed by signal N; the grant ends with it.
 
   credproxy run --provider github --sandbox bwrap -- git pull
-  credproxy run --provider anthropic --key openai --sandbox docker --image node:20 -- npx my-agent`,
+  credproxy run --provider anthropic --key openai --sandbox docker --image node:20 -- npx my-agent
+  credproxy run --inject anthropic --sandbox bwrap --no-network -- claude`,
     )
     .action(async (command: string, args: string[], opts: RunOptions, cmd: Command) => {
       if (!commandFollowsDoubleDash(cmd, command, args)) throw new CliError(`Put -- before the command: credproxy run ${USAGE}`);

@@ -5,6 +5,7 @@ import { loadPolicy, type Policy } from '../../auth/policy.js';
 import { CliError, warn } from '../util/errors.js';
 import { startHostDaemon } from '../util/hostDaemon.js';
 import { registryFromConfig } from '../util/loginConfig.js';
+import { routeTableFromConfig } from '../util/routeConfig.js';
 import { SERVE_LOG, serveDetached } from '../util/serveDetach.js';
 import { parseTcp, parseUid } from '../util/serveArgs.js';
 import { closeHostStores, openHostStores, storeChoice } from '../util/stores.js';
@@ -38,7 +39,7 @@ export function serveCommand(): Command {
     .option('--audit <target>', 'audit log: a file path, "-" for stderr, or "off" (default: DATA_DIR/audit.log)')
     .addOption(new Option('--tcp <addr>', 'also listen on loopback TCP, 127.0.0.1:PORT or [::1]:PORT (PORT 0 = any; clients need a capability token)').argParser(parseTcp))
     .option('--json', 'print {"socket": PATH, "control": PATH, "tcp": {host, port}} instead of the bare path')
-    .option('--config <file>', 'login provider configuration for oauth_* (default: DATA_DIR/config.json)')
+    .option('--config <file>', 'provider and injection route configuration (default: DATA_DIR/config.json)')
     .option('--detach', `start the daemon in the background and exit once it is ready (stderr: DATA_DIR/${SERVE_LOG}); if one is running already, print its socket`)
     .addHelpText(
       'after',
@@ -62,6 +63,7 @@ Stop it with SIGTERM to the pid in current.json (credproxy status names it).`,
       // Cheap checks first, so a typo in the policy file fails before any store is touched.
       const policy = readPolicy(opts.policy);
       const registry = registryFromConfig(opts.config);
+      const routes = routeTableFromConfig(opts.config);
       const socketPath = opts.socket === undefined ? undefined : path.resolve(opts.socket);
 
       const stores = await openHostStores(storeChoice(cmd), process.env, { log: (line: string) => warn(line) });
@@ -75,6 +77,7 @@ Stop it with SIGTERM to the pid in current.json (credproxy status names it).`,
           ...(opts.tcp !== undefined && { tcp: opts.tcp }),
           ...(opts.config !== undefined && { configPath: opts.config }),
           providers: registry,
+          routes,
           handleSignals: true,
           log: (line: string) => warn(line),
         });

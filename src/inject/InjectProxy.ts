@@ -1,0 +1,239 @@
+/**
+ * Inject mode's egress proxy for one grant: plain HTTP in (the grant's Unix socket, and a loopback
+ * TCP port when asked), HTTPS out through undici's keep-alive pools. Per request: the route matcher
+ * (404 / 403 / 400), the header sanitizer, the host credential attached, bodies streamed both ways
+ * (never buffered, except an OAuth request body of at most 1 MiB, kept to replay it once after an
+ * upstream 401 and a forced refresh), one audit line. Upstream failures fail closed with a 502.
+ */
+import http from 'node:http';
+import type net from 'node:net';
+import { pipeline, Transform, type Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { ProxyError } from '../protocol/errors.js';
+import type { AuditEvent, AuditLog } from '../server/audit.js';
+import { listenPrivately } from '../server/listen.js';
+import { sandboxResponseHeaders, UnsendableCredentialError, upstreamRequestHeaders } from './headers.js';
+import type { InjectCredentials } from './InjectCredentials.js';
+import { matchRequest } from './routeMatcher.js';
+import type { Route } from './routeSchema.js';
+
+/** The largest request body kept for a replay after a 401 (OAuth routes). */
+export const REPLAY_LIMIT = 1024 * 1024;
+
+export interface InjectProxyOptions {
+  grantId: string;
+  routes: readonly Route[];
+  credentials: InjectCredentials;
+  /** The connection pool for a route's upstream. */
+  dispatcherFor(route: Route): Dispatcher;
+  audit: AuditLog;
+  now: () => number;
+  /** Admission of a new connection (peer uid); false closes it unanswered. */
+  admit(socket: net.Socket, kind: 'unix' | 'tcp'): boolean;
+}
+
+/** Counts the bytes that pass. */
+function counter(add: (n: number) => void): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      add(chunk.length);
+      done(null, chunk);
+    },
+  });
+}
+
+const TLS_FAILURE = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|HOSTNAME_MISMATCH|^ERR_TLS|^ERR_SSL|^EPROTO$/;
+
+/** A one-line reason for a failed upstream call: which host and the error code, nothing it sent. */
+function upstreamFailure(err: unknown, host: string): { reason: string; outcome: string } {
+  const e = err as { code?: unknown; cause?: { code?: unknown } };
+  const code = typeof e.cause?.code === 'string' ? e.cause.code : typeof e.code === 'string' ? e.code : 'error';
+  if (TLS_FAILURE.test(code)) return { reason: `upstream ${host}: TLS verification failed (${code}); name the CA that signed its certificate in the route's ca`, outcome: 'UPSTREAM_TLS' };
+  return { reason: `upstream ${host} failed (${code})`, outcome: 'UPSTREAM_FAILED' };
+}
+
+function hasBody(req: http.IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+async function readAll(req: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+export class InjectProxy {
+  private readonly routes: Map<string, Route>;
+  private readonly servers: http.Server[] = [];
+  private readonly connIds = new WeakMap<net.Socket, number>();
+  private nextConn = 1;
+
+  constructor(private readonly options: InjectProxyOptions) {
+    this.routes = new Map(options.routes.map((r) => [r.name, r]));
+  }
+
+  /** Serves on a private (0600) Unix socket. */
+  async listenUnix(socketPath: string): Promise<void> {
+    await listenPrivately(this.server('unix'), socketPath);
+  }
+
+  /** Serves on 127.0.0.1 (an ephemeral port); returns the address. */
+  async listenTcp(): Promise<{ host: string; port: number }> {
+    const server = this.server('tcp');
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve());
+    });
+    const addr = server.address() as net.AddressInfo;
+    return { host: addr.address, port: addr.port };
+  }
+
+  /** Stops listening and ends every connection, in-flight requests included (the grant is over). */
+  async close(): Promise<void> {
+    await Promise.all(
+      this.servers.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            s.close(() => resolve());
+            s.closeAllConnections();
+          }),
+      ),
+    );
+  }
+
+  private server(kind: 'unix' | 'tcp'): http.Server {
+    // No request timeout: uploads and streamed answers may take as long as they take.
+    const server = http.createServer({ requestTimeout: 0 }, (req, res) => void this.handle(req, res));
+    server.on('connection', (socket: net.Socket) => {
+      if (!this.options.admit(socket, kind)) {
+        socket.destroy();
+        return;
+      }
+      this.connIds.set(socket, this.nextConn++);
+    });
+    server.on('clientError', (_err, socket) => socket.destroy());
+    this.servers.push(server);
+    return server;
+  }
+
+  /** One proxied request, start to audit line; nothing it does may throw into the server. */
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const started = this.options.now();
+    const x: Exchange = { req, res, method: (req.method ?? 'GET').toUpperCase(), up: 0, down: 0, aborted: new AbortController(), audit: {} };
+    res.once('close', () => {
+      if (!res.writableFinished) x.aborted.abort();
+    });
+    const done = (fields: Partial<AuditEvent>): void =>
+      this.options.audit.record({
+        conn: this.connIds.get(req.socket) ?? 0,
+        grant: this.options.grantId,
+        op: 'inject',
+        outcome: 'ok',
+        method: x.method,
+        ...x.audit,
+        ...fields,
+        bytes_up: x.up,
+        bytes_down: x.down,
+        ms: this.options.now() - started,
+      });
+    try {
+      await this.proxy(x, done);
+    } catch (err) {
+      if (x.aborted.signal.aborted) return done({ outcome: 'CANCELLED' });
+      // A failure of this code, not of the upstream: answered if still possible, never with its text.
+      refuse(x, 502, 'internal error', err instanceof UnsendableCredentialError ? err.message : undefined);
+      done({ status: 502, outcome: 'INTERNAL_ERROR' });
+    }
+  }
+
+  private async proxy(x: Exchange, done: (fields: Partial<AuditEvent>) => void): Promise<void> {
+    const match = matchRequest(this.routes, x.method, x.req.url ?? '/');
+    if (!match.ok) {
+      refuse(x, match.status, match.reason);
+      return done({ route: match.route, path: match.path, status: match.status, outcome: REFUSAL_OUTCOME[match.status] });
+    }
+    const { route } = match;
+    x.audit = { route: route.name, path: match.path };
+
+    let credential: string;
+    try {
+      credential = await this.options.credentials.current(route.credential, x.aborted.signal);
+    } catch (err) {
+      if (!(err instanceof ProxyError)) throw err;
+      refuse(x, 502, `${err.message} (${err.code})`);
+      return done({ status: 502, outcome: err.code });
+    }
+    // Kept only where it may be replayed: an OAuth route's body of at most REPLAY_LIMIT bytes.
+    const replayable = 'provider' in route.credential && (!hasBody(x.req) || (x.req.headers['transfer-encoding'] === undefined && Number(x.req.headers['content-length']) <= REPLAY_LIMIT));
+    const body = await requestBody(x, replayable);
+
+    let answer: Dispatcher.ResponseData;
+    try {
+      answer = await this.send(x, route, match.forward, body, credential);
+      if (answer.statusCode === 401 && replayable) {
+        const renewed = await this.options.credentials.renewed(route.credential, credential, x.aborted.signal);
+        if (renewed !== null) {
+          await answer.body.dump();
+          answer = await this.send(x, route, match.forward, body, renewed);
+        }
+      }
+    } catch (err) {
+      if (x.aborted.signal.aborted || err instanceof UnsendableCredentialError) throw err;
+      const failure = upstreamFailure(err, new URL(route.upstream).host);
+      refuse(x, 502, failure.reason);
+      return done({ status: 502, outcome: failure.outcome });
+    }
+    respond(x, answer, (err) => done({ status: answer.statusCode, ...(err && { outcome: x.aborted.signal.aborted ? 'CANCELLED' : 'UPSTREAM_FAILED' }) }));
+  }
+
+  private send(x: Exchange, route: Route, path: string, body: Buffer | Readable | null, credential: string): Promise<Dispatcher.ResponseData> {
+    return this.options.dispatcherFor(route).request({
+      origin: new URL(route.upstream).origin,
+      path,
+      method: x.method as Dispatcher.HttpMethod,
+      headers: upstreamRequestHeaders(x.req.headers, route, credential),
+      body,
+      signal: x.aborted.signal,
+    });
+  }
+}
+
+/** One request in flight: its streams, byte counts, cancellation and what its audit line says so far. */
+interface Exchange {
+  req: http.IncomingMessage;
+  res: http.ServerResponse;
+  method: string;
+  up: number;
+  down: number;
+  aborted: AbortController;
+  audit: Partial<AuditEvent>;
+}
+
+const REFUSAL_OUTCOME = { 400: 'BAD_PATH', 403: 'NOT_ALLOWED', 404: 'NO_ROUTE' } as const;
+
+/** A one-line refusal from the proxy itself; the connection closes after it (an unread body stays unread). */
+function refuse(x: Exchange, status: number, reason: string, detail?: string): void {
+  if (x.res.headersSent) return void x.res.destroy();
+  x.res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
+  x.res.end(`credproxy: ${detail ?? reason}\n`);
+}
+
+/** The body to send upstream: none, read whole (replayable), or streamed through a byte counter. */
+async function requestBody(x: Exchange, replayable: boolean): Promise<Buffer | Readable | null> {
+  if (!hasBody(x.req)) return null;
+  if (!replayable) return x.req.pipe(counter((n) => (x.up += n)));
+  const body = await readAll(x.req);
+  x.up = body.length;
+  return body;
+}
+
+/** The upstream's answer, streamed to the sandbox as it comes; `finished` once it is through or broken. */
+function respond(x: Exchange, answer: Dispatcher.ResponseData, finished: (err: Error | null) => void): void {
+  x.res.writeHead(answer.statusCode, sandboxResponseHeaders(answer.headers as http.IncomingHttpHeaders));
+  // Headers first, so a streamed answer's first byte is not held back by them.
+  x.res.flushHeaders();
+  // Counted beside the pipe rather than through a Transform: one stage less per chunk.
+  answer.body.on('data', (chunk: Buffer) => (x.down += chunk.length));
+  pipeline(answer.body, x.res, (err) => finished(err ?? null));
+}

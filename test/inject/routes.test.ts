@@ -1,0 +1,154 @@
+/** Injection routes: presets, config validation with clear errors, the route matcher and the header sanitizer. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { sandboxResponseHeaders, upstreamRequestHeaders } from '../../src/inject/headers.js';
+import { matchRequest } from '../../src/inject/routeMatcher.js';
+import { RouteError, RouteTable } from '../../src/inject/RouteTable.js';
+import type { Route } from '../../src/inject/routeSchema.js';
+import { ConfigError } from '../../src/oauth/config.js';
+
+const custom = {
+  upstream: 'https://llm.example.test/api',
+  credential: { provider: 'myidp', bucket: 'work' },
+  allow: [{ method: 'post', path: '/v1/messages*' }, { method: 'GET', path: '/v1/models' }],
+  env: { LLM_BASE_URL: '{url}', LLM_KEY: 'credproxy-managed' },
+};
+
+function table(routes: unknown): RouteTable {
+  return RouteTable.fromConfig({ routes }, '/etc/credproxy/config.json');
+}
+
+function configError(routes: unknown): string {
+  try {
+    table(routes);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('route table', () => {
+  it('has the presets of PROVIDERS.md with their header rules and placeholders', () => {
+    const t = RouteTable.presets();
+    expect(t.names()).toEqual(['anthropic', 'anthropic-oauth', 'gemini', 'github', 'openai']);
+    expect(t.definition('anthropic')).toMatchObject({ upstream: 'https://api.anthropic.com', credential: { key: 'anthropic' }, header: 'x-api-key', format: '{}', env: { ANTHROPIC_BASE_URL: '{url}', ANTHROPIC_API_KEY: 'credproxy-managed' } });
+    expect(t.definition('anthropic-oauth')).toMatchObject({ credential: { provider: 'anthropic' }, header: 'Authorization', format: 'Bearer {}', extraHeaders: { 'anthropic-beta': 'oauth-2025-04-20' }, env: { ANTHROPIC_AUTH_TOKEN: 'credproxy-managed' } });
+    expect(t.definition('openai')).toMatchObject({ header: 'Authorization', format: 'Bearer {}', env: { OPENAI_BASE_URL: '{url}/v1', OPENAI_API_KEY: 'credproxy-managed' } });
+    expect(t.definition('gemini')).toMatchObject({ header: 'x-goog-api-key', format: '{}', env: { GOOGLE_GEMINI_BASE_URL: '{url}', GEMINI_API_KEY: 'credproxy-managed' } });
+    expect(t.definition('github')).toMatchObject({ upstream: 'https://api.github.com', credential: { provider: 'github' }, env: { GITHUB_API_URL: '{url}', GH_TOKEN: 'credproxy-managed' } });
+  });
+
+  it('takes custom routes and preset overrides from the config file, with defaults filled in', () => {
+    const t = table({ internal: custom, anthropic: { allow: [{ method: 'POST', path: '/v1/messages' }] } });
+    expect(t.definition('internal')).toMatchObject({ header: 'Authorization', format: 'Bearer {}', extraHeaders: {}, allow: [{ method: 'POST', path: '/v1/messages*' }, { method: 'GET', path: '/v1/models' }] });
+    expect(t.definition('anthropic')).toMatchObject({ header: 'x-api-key', allow: [{ method: 'POST', path: '/v1/messages' }] });
+  });
+
+  it('refuses bad routes naming the file and the field, never the value', () => {
+    expect(configError({ x: { ...custom, upstream: 'http://example.com' } })).toMatch(/config\.json: routes\.x\.upstream: must be an https URL/);
+    expect(configError({ x: { ...custom, format: 'Bearer' } })).toMatch(/routes\.x\.format: must contain \{\}/);
+    expect(configError({ x: { ...custom, env: { CREDPROXY_SOCKET: '{url}' } } })).toMatch(/routes\.x\.env\.CREDPROXY_SOCKET/);
+    expect(configError({ x: { ...custom, env: {} } })).toMatch(/routes\.x\.env: must set at least one variable/);
+    expect(configError({ x: { ...custom, credential: { key: 'k', provider: 'p' } } })).toMatch(/routes\.x\.credential/);
+    expect(configError({ x: { ...custom, extraHeaders: { 'x-a': 'line\r\nInjected: 1' } } })).toMatch(/routes\.x\.extraHeaders\.x-a: must be printable ASCII/);
+    expect(configError({ x: { ...custom, allow: [{ method: 'POST', path: 'v1' }] } })).toMatch(/routes\.x\.allow\.0\.path/);
+    expect(configError({ x: { ...custom, upstream: 'https://a.test/?k=secret-in-query' } })).not.toContain('secret-in-query');
+    expect(configError({ x: { ...custom, surprise: 1 } })).toMatch(/routes\.x/);
+    expect(configError({ anthropic: { credential: { key: 'bad name' } } })).toMatch(/routes\.anthropic\.credential/);
+    expect(configError({ 'bad name': custom })).toMatch(/routes\.bad name: route names must match/);
+    expect(configError({ x: { ...custom, ca: '/nonexistent/ca.pem' } })).toMatch(/routes\.x\.ca: cannot read \/nonexistent\/ca\.pem \(ENOENT\)/);
+    expect(() => RouteTable.fromConfig({ routes: [] }, 'c.json')).toThrow(/routes must be an object/);
+  });
+
+  it('reads a relative ca from beside the config file', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cp-routes-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'ca.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+      const t = RouteTable.fromConfig({ routes: { x: { ...custom, ca: 'ca.pem' } } }, path.join(dir, 'config.json'));
+      expect(t.caOf('x')).toContain('BEGIN CERTIFICATE');
+      expect(t.caOf('anthropic')).toBeUndefined();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('resolves --inject choices with their bucket; unknown routes and buckets on keys are refused', () => {
+    const t = table({ internal: custom });
+    expect(t.resolve([{ route: 'internal', bucket: 'other' }, { route: 'openai' }]).map((r) => [r.name, r.credential])).toEqual([
+      ['internal', { provider: 'myidp', bucket: 'other' }],
+      ['openai', { key: 'openai' }],
+    ]);
+    expect(() => t.resolve([{ route: 'nope' }])).toThrow(RouteError);
+    expect(() => t.resolve([{ route: 'nope' }])).toThrow(/No injection route nope \(known: anthropic, /);
+    expect(() => t.resolve([{ route: 'openai', bucket: 'b' }])).toThrow(/API key openai, which has no buckets/);
+    expect(() => t.resolve([{ route: 'openai' }, { route: 'openai' }])).toThrow(/named twice/);
+  });
+});
+
+describe('route matcher', () => {
+  const t = table({ internal: custom });
+  const routes = new Map<string, Route>(t.resolve([{ route: 'internal' }, { route: 'openai' }]).map((r) => [r.name, r]));
+
+  it('forwards an allowed request under the upstream path, with its query', () => {
+    expect(matchRequest(routes, 'POST', '/internal/v1/messages?beta=true')).toMatchObject({ ok: true, forward: '/api/v1/messages?beta=true', path: '/v1/messages' });
+    expect(matchRequest(routes, 'POST', '/internal/v1/messages/count_tokens')).toMatchObject({ ok: true, forward: '/api/v1/messages/count_tokens' });
+    expect(matchRequest(routes, 'DELETE', '/openai/v1/files/x')).toMatchObject({ ok: true, forward: '/v1/files/x' });
+    expect(matchRequest(routes, 'GET', '/openai')).toMatchObject({ ok: true, forward: '/' });
+  });
+
+  it('404 for a route outside the grant, 403 outside the allowlist, 400 for dot segments and encoded slashes', () => {
+    expect(matchRequest(routes, 'GET', '/github/user')).toMatchObject({ ok: false, status: 404, reason: 'no route "github" in this grant' });
+    expect(matchRequest(routes, 'GET', '/internal/v1/messages')).toMatchObject({ ok: false, status: 403, reason: 'GET /v1/messages is not allowed on route internal' });
+    expect(matchRequest(routes, 'POST', '/internal/v1/models')).toMatchObject({ status: 403 });
+    expect(matchRequest(routes, 'GET', '/internal/v1/models/x')).toMatchObject({ status: 403 });
+    for (const sneaky of ['/internal/v1/messages/../../admin', '/internal/v1/messages/%2e%2e/admin', '/internal/v1/messages%2f..%2fadmin', '/internal/v1/messages\\..\\admin']) {
+      expect(matchRequest(routes, 'POST', sneaky)).toMatchObject({ ok: false, status: 400 });
+    }
+    expect(matchRequest(routes, 'GET', 'http://evil.test/openai/x')).toMatchObject({ ok: false, status: 400 });
+  });
+});
+
+describe('header sanitizer', () => {
+  const [route] = table({ internal: { ...custom, extraHeaders: { 'anthropic-beta': 'oauth-2025-04-20' }, header: 'X-Token', format: 'Tok {}' } }).resolve([{ route: 'internal' }]);
+
+  it('drops every credential the sandbox sent and hop-by-hop headers, then sets the credential and extra headers', () => {
+    const out = upstreamRequestHeaders(
+      {
+        host: '127.0.0.1:1234',
+        authorization: 'Bearer credproxy-managed',
+        'x-api-key': 'credproxy-managed',
+        'x-goog-api-key': 'x',
+        cookie: 'a=b',
+        'proxy-authorization': 'Basic x',
+        'x-token': 'sandbox-value',
+        connection: 'keep-alive, x-hop',
+        'x-hop': '1',
+        'keep-alive': 'timeout=5',
+        'transfer-encoding': 'chunked',
+        te: 'trailers',
+        upgrade: 'h2c',
+        expect: '100-continue',
+        'anthropic-beta': 'tools-2024',
+        'content-type': 'application/json',
+        'content-length': '12',
+      },
+      route!,
+      'THE-CREDENTIAL',
+    );
+    expect(out).toEqual({ 'x-token': 'Tok THE-CREDENTIAL', 'anthropic-beta': 'tools-2024, oauth-2025-04-20', 'content-type': 'application/json', 'content-length': '12' });
+  });
+
+  it('refuses a credential that would split a header', () => {
+    expect(() => upstreamRequestHeaders({}, route!, 'a\r\nb: c')).toThrow(/cannot be sent in a header/);
+  });
+
+  it('drops cookies and hop-by-hop headers from the answer', () => {
+    expect(sandboxResponseHeaders({ 'set-cookie': ['s=1'], connection: 'close', 'transfer-encoding': 'chunked', 'content-type': 'text/event-stream', 'www-authenticate': 'Bearer' })).toEqual({
+      'content-type': 'text/event-stream',
+      'www-authenticate': 'Bearer',
+    });
+  });
+});
