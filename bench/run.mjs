@@ -8,6 +8,7 @@ import { run as helperPath } from './helper-path.mjs';
 import { run as latency } from './latency.mjs';
 import { machine } from './lib/machine.mjs';
 import { run as memory } from './memory.mjs';
+import { run as pipeline } from './pipeline.mjs';
 import { run as storm } from './storm.mjs';
 
 const quick = process.argv.includes('--quick');
@@ -16,6 +17,8 @@ const log = (line) => process.stderr.write(`${line}\n`);
 
 const started = machine();
 log(`machine: ${started.cores} cores (${started.cpu}), Node ${started.node}, load ${started.loadAverage.join(' ')}, pinning: ${started.pinning}`);
+log('the daemon\'s own work per request (no sockets) …');
+const pipe = await pipeline({ requests: quick ? 50_000 : 200_000 });
 log('get_token latency and throughput …');
 const lat = await latency({ quick });
 log('helper path …');
@@ -41,11 +44,12 @@ const targets = [
   target('refresh storm: p99 / one refresh alone', st.p99ToSoloRefresh, '< 2 (+ lock hand-off)', st.p99ToSoloRefresh < 2),
 ];
 
-const results = { machine: started, finishedLoadAverage: machine().loadAverage, quick, latency: lat, helperPath: helper, memory: mem, storm: st, targets };
+const results = { machine: started, finishedLoadAverage: machine().loadAverage, quick, pipeline: pipe, latency: lat, helperPath: helper, memory: mem, storm: st, targets };
 if (!quick) fs.writeFileSync(path.join(here, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
 
 const pad = (s, n) => String(s).padEnd(n);
-console.log(`\nserial get_token, one connection (µs; ratio = median over ${lat.serial[1].ratioToFloor.pairs} alternated rounds, [q1–q3])`);
+console.log(`\nthe daemon's own work per get_token, no sockets: ${pipe.daemonNsPerRequest} ns (the floor's decode + encode: ${pipe.floorNsPerRequest} ns; added ${pipe.addedNsPerRequest} ns)`);
+console.log(`serial get_token, one connection (µs; ratio = median over ${lat.serial[1].ratioToFloor.pairs} alternated rounds, [q1–q3])`);
 for (const r of lat.serial) console.log(`  ${pad(r.server, 8)} p50 ${pad(r.p50, 7)} p99 ${pad(r.p99, 8)} p99.9 ${pad(r.p999, 8)} ${r.ratioToFloor ? `${r.ratioToFloor.median}x floor [${r.ratioToFloor.q1}–${r.ratioToFloor.q3}]` : ''}`);
 console.log('throughput, closed loop (requests/s; ratio = median of alternated rounds)');
 for (const r of lat.throughput) console.log(`  ${pad(r.server, 8)} ${pad(`${r.connections} conns`, 9)} ${pad(r.requestsPerSecond, 7)} ${r.ratioToFloor ? `${r.ratioToFloor.median}x floor` : ''}`);
