@@ -41,7 +41,7 @@ export interface ControlPlaneDeps {
   /** Operational messages (never secrets). */
   log(line: string): void;
   /** Inject mode: the host's routes and a proxy for a grant's routes (null: this daemon injects nothing). */
-  inject: { routes: RouteTable; proxy(grantId: string, routes: readonly Route[]): InjectProxy } | null;
+  inject: { routes: RouteTable; proxy(grantId: string, routes: readonly Route[]): Promise<InjectProxy> } | null;
 }
 
 interface Opened {
@@ -134,7 +134,7 @@ export class ControlPlane implements AdminService {
 
   /** Starts a grant's injection proxy beside its sandbox socket (and on loopback TCP when asked). */
   private async openInject(entry: Opened, grantId: string, routes: readonly Route[], tcp: boolean): Promise<void> {
-    const proxy = this.deps.inject!.proxy(grantId, routes);
+    const proxy = await this.deps.inject!.proxy(grantId, routes);
     const socket = path.join(path.dirname(entry.socketPath), `inject-${randomBytes(8).toString('hex')}.sock`);
     const listing: InjectListing = { socket, routes: routes.map((r) => ({ route: r.name, env: r.env })) };
     entry.inject = { proxy, listing };

@@ -13,10 +13,9 @@ import { OPEN_POLICY, type Policy } from '../auth/policy.js';
 import { buildHandlers, BucketUsage, type HandlerServices } from '../handlers/index.js';
 import { createLoginService, type LoginServiceOptions } from '../handlers/login.js';
 import { InjectCredentials } from '../inject/InjectCredentials.js';
-import { InjectProxy } from '../inject/InjectProxy.js';
 import { loopbackPeerUid } from '../inject/loopbackPeer.js';
 import { RouteTable } from '../inject/RouteTable.js';
-import { UpstreamAgents } from '../inject/UpstreamAgents.js';
+import type { UpstreamAgents } from '../inject/UpstreamAgents.js';
 import { presetRegistry } from '../oauth/config.js';
 import type { ProviderRegistry } from '../oauth/providerTypes.js';
 import { RefreshCoordinator, type RefreshTuning } from '../oauth/refreshCoordinator.js';
@@ -133,7 +132,10 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
   });
 
   const servers: net.Server[] = [];
-  const upstreams = new UpstreamAgents();
+  // The proxy and undici (its connection pools) are loaded with the first grant that injects: a
+  // daemon without one does not carry them (~8 MB of memory).
+  let upstreams: Promise<UpstreamAgents> | null = null;
+  const upstreamAgents = (): Promise<UpstreamAgents> => (upstreams ??= import('../inject/UpstreamAgents.js').then((m) => new m.UpstreamAgents()));
   const routes = options.routes ?? RouteTable.presets();
   const credentials = new InjectCredentials({ tokens, keys: options.keys, refresher, ...(options.refreshWaitMs !== undefined && { refreshWaitMs: options.refreshWaitMs }) });
   /** Inject proxies admit like the Unix listeners: the daemon's uid and the allowed ones (TCP: through /proc/net/tcp). */
@@ -146,8 +148,10 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
   const control = new ControlPlane({
     inject: {
       routes,
-      proxy: (grantId, granted) =>
-        new InjectProxy({ grantId, routes: granted, credentials, dispatcherFor: (r) => upstreams.for(routes.caOf(r.name)), audit, now, admit: admitInject }),
+      proxy: async (grantId, granted) => {
+        const [agents, { InjectProxy }] = await Promise.all([upstreamAgents(), import('../inject/InjectProxy.js')]);
+        return new InjectProxy({ grantId, routes: granted, credentials, dispatcherFor: (r) => agents.for(routes.caOf(r.name)), audit, now, admit: admitInject });
+      },
     },
     dir,
     grants,
@@ -273,7 +277,7 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
       for (const conn of connections.keys()) conn.destroy();
       await renewal?.stop();
       await control.closeAll();
-      await upstreams.close();
+      await (await upstreams)?.close();
       await login?.shutdown();
       // Work whose reply went out early (cancel, timeout) may still be writing the store: give it the grace too.
       await Promise.race([dispatcher.idle(), new Promise<void>((r) => (grace = setTimeout(r, limits.shutdownGraceMs)))]);
