@@ -4,6 +4,7 @@
 // detection). Reports the upstream refresh count (the target is exactly 1) and request latency,
 // beside one refresh through one daemon alone (upstream round trip + lock + store write).
 // Usage: node --import ./bench/lib/ts-loader.mjs bench/storm.mjs [K] [C] [P]   (after `npm run build`)
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +15,7 @@ import { scratch, startServer } from './lib/servers.mjs';
 import { latencySummary, median, round } from './lib/stats.mjs';
 
 const PROVIDER = 'stormidp';
+const here = path.dirname(fileURLToPath(import.meta.url));
 
 /** The stored token made to need a refresh now: 20 s left of a one-hour lifetime, no recent attempt. */
 function expiring(token) {
@@ -42,25 +44,20 @@ export async function run({ requests = 1000, connections = 50, processes = 4 } =
       daemons.push(await startServer('file', { dir, name: `storm${p}`, extraArgs: ['--config', config], env: { CREDPROXY_HOME: dataDir } }));
     }
 
-    const clients = await Promise.all(Array.from({ length: connections }, (_, c) => connectClient(daemons[c % processes].socketPath)));
-    /** Makes the stored token expire soon, then sends `count` requests at once; returns what happened. */
+    const solo = await connectClient(daemons[0].socketPath);
+    /** Makes the stored token expire soon, then has the storm client send `count` requests at once. */
     const storm = async (count) => {
+      const child = spawn(process.execPath, [path.join(here, 'storm-client.mjs'), PROVIDER, String(count), String(connections), ...daemons.map((d) => d.socketPath)], { stdio: ['pipe', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (b) => (out += b));
+      const exited = new Promise((resolve, reject) => child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`storm client exited ${code}`)))));
+      while (!out.includes('ready\n')) await new Promise((r) => child.stdout.once('data', r));
       await store.saveToken(PROVIDER, 'default', expiring(await store.getToken(PROVIDER, 'default')));
       const start = refreshesAt(idp).length;
-      const latencies = [];
-      const failures = {};
-      const tokens = new Set();
-      await Promise.all(
-        Array.from({ length: count }, async (_, i) => {
-          const op = i % 2 === 0 ? 'get_token' : 'refresh_token';
-          const t = process.hrtime.bigint();
-          const reply = await clients[i % connections].request(op, { provider: PROVIDER });
-          latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
-          if (reply.ok) tokens.add(reply.data.access_token);
-          else failures[reply.code] = (failures[reply.code] ?? 0) + 1;
-        }),
-      );
-      return { refreshes: refreshesAt(idp).slice(start), latencies, failures, tokens };
+      child.stdin.end('go\n');
+      await exited;
+      const result = JSON.parse(out.slice(out.indexOf('ready\n') + 6));
+      return { refreshes: refreshesAt(idp).slice(start), latencies: result.latencies, failures: result.failures, tokens: new Set(result.tokens) };
     };
     // A first storm warms every daemon's refresh path (code loaded and compiled); not counted.
     await storm(200);
@@ -71,14 +68,14 @@ export async function run({ requests = 1000, connections = 50, processes = 4 } =
       await store.saveToken(PROVIDER, 'default', expiring(await store.getToken(PROVIDER, 'default')));
       const before = refreshesAt(idp).length;
       const t0 = process.hrtime.bigint();
-      const reply = await clients[0].request('refresh_token', { provider: PROVIDER });
+      const reply = await solo.request('refresh_token', { provider: PROVIDER });
       soloTimes.push(Number(process.hrtime.bigint() - t0) / 1e6);
       if (!reply.ok || refreshesAt(idp).length !== before + 1) throw new Error(`a solo refresh did not reach the server once: ${reply.code}`);
     }
     const soloMs = median(soloTimes);
 
     const { refreshes: stormRefreshes, latencies, failures, tokens } = await storm(requests);
-    clients.forEach((c) => c.close());
+    solo.close();
     const final = await store.getToken(PROVIDER, 'default');
     await store.close();
     const lat = latencySummary(latencies);

@@ -10,7 +10,8 @@ import { pinned } from './machine.mjs';
 import { connectClient } from './frameClient.mjs';
 
 export const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
+/** The binary as package.json installs it: the bundled launcher (the helper path) that loads main.js for the rest. */
+export const CLI = path.join(ROOT, 'dist', 'cli', 'credproxy.cjs');
 const FLOOR = path.join(ROOT, 'bench', 'floor-server.mjs');
 
 /** The benchmarks' grant: everything, with per-connection limits high enough for a closed loop. */
