@@ -38,7 +38,7 @@ function syncTransport(sink) {
   };
 }
 
-export async function run({ requests = 200_000, rounds = 7 } = {}) {
+export async function run({ requests = 200_000, rounds = Number(process.env.PIPELINE_ROUNDS ?? 7) } = {}) {
   const { dir, cleanup } = scratch('cppipe-');
   try {
     const store = new MemoryStore();

@@ -12,6 +12,12 @@ export type RouteMatch =
 
 /** Encoded '/', '\' and '.' and plain '\': ways around a path allowlist. */
 const SNEAKY = /%2f|%5c|\\/i;
+/**
+ * A path of RFC 3986 characters only (pchar and '/'). Anything else — '#' above all, which Node
+ * accepts in a request target but URL parsers upstream cut off, so `/v1/admin#/public` would pass a
+ * rule for `/v1/<any segment>/public` and reach `/v1/admin` — is refused rather than guessed at.
+ */
+const PATH_CHARS = /^[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*$/;
 
 function globRegex(glob: string): RegExp {
   return new RegExp(`^${glob.split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
@@ -46,7 +52,9 @@ export function matchRequest(routes: ReadonlyMap<string, Route>, method: string,
       return s;
     }
   });
-  if (SNEAKY.test(path) || segments.some((s) => s === '.' || s === '..')) {
+  if (!PATH_CHARS.test(path)) return { ok: false, status: 400, reason: 'the path has characters that are not forwarded (such as # or spaces)', route: name, path: path.slice(0, 200) };
+  // `..;x` is a dot segment to servers that strip path parameters (Tomcat, Spring).
+  if (SNEAKY.test(path) || segments.some((s) => { const bare = s.split(';')[0]; return bare === '.' || bare === '..'; })) {
     return { ok: false, status: 400, reason: 'dot segments and encoded slashes are not forwarded', route: name, path };
   }
   if (!allows(route.allow, method, path)) return { ok: false, status: 403, reason: `${method} ${path.slice(0, 200)} is not allowed on route ${name}`, route: name, path };

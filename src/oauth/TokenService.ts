@@ -75,7 +75,7 @@ export class TokenService {
   }
 
   /** The stored token if the store can answer at once from its cache (CachedTokenStore), else undefined. */
-  peek(provider: string, bucket: string): StoredToken | undefined {
+  peek(provider: string, bucket: string): Readonly<StoredToken> | undefined {
     return (this.store as Partial<Pick<CachedTokenStore, 'peek'>>).peek?.(provider, bucket);
   }
 

@@ -48,6 +48,7 @@ class BufferedAudit implements AuditLog {
   private timer: NodeJS.Timeout | null = null;
   private stampedAt = NaN;
   private stamp = '';
+  private readonly subjects = new Map<number, { grant: string | undefined; pid: number | undefined; uid: number | undefined; text: string }>();
 
   constructor(
     private readonly write: (text: string) => void,
@@ -56,16 +57,23 @@ class BufferedAudit implements AuditLog {
   ) {}
 
   record(event: AuditEvent): void {
-    // Never more than 8 chars of a session id, never a query string (it can carry a secret).
-    const session = typeof event.session === 'string' && event.session.length > 8 ? event.session.slice(0, 8) : event.session;
-    const path = typeof event.path === 'string' ? event.path.split('?')[0]!.slice(0, 256) : event.path;
-    const safe = session !== event.session || path !== event.path ? { ...event, session, path } : event;
-    // The event serialized as it is, with the time spliced in first: no copy of the event per line.
-    const text = `{"ts":"${this.timestamp()}",${JSON.stringify(safe).slice(1)}\n`;
+    const text = `{"ts":"${this.timestamp()}",${this.subject(event)}${requestFields(event)}}\n`;
     this.lines.push(text);
     this.bytes += text.length;
     if (this.bytes >= AUDIT_FLUSH_BYTES) this.flush();
     else this.timer ??= setTimeout(() => this.flush(), AUDIT_FLUSH_MS);
+  }
+
+  /** `"conn":…,"peer":…,"grant":…` of a line: the same for every request of a connection, so serialized once per connection. */
+  private subject(event: AuditEvent): string {
+    const known = this.subjects.get(event.conn);
+    if (known && known.grant === event.grant && known.pid === event.peer?.pid && known.uid === event.peer?.uid) return known.text;
+    let text = `"conn":${jsonNumber(event.conn)}`;
+    if (event.peer) text += `,"peer":${JSON.stringify({ pid: event.peer.pid, uid: event.peer.uid })}`;
+    if (event.grant !== undefined) text += `,"grant":${JSON.stringify(event.grant)}`;
+    if (this.subjects.size >= MAX_SUBJECTS) this.subjects.clear();
+    this.subjects.set(event.conn, { grant: event.grant, pid: event.peer?.pid, uid: event.peer?.uid, text });
+    return text;
   }
 
   /** ISO time of now, formatted once per millisecond however many lines share it. */
@@ -92,6 +100,37 @@ class BufferedAudit implements AuditLog {
     this.bytes = 0;
     this.write(text);
   }
+}
+
+/** Connections whose subject text is kept; past this the cache starts over. */
+const MAX_SUBJECTS = 4096;
+
+/** The fields after the subject, in this order; each is written only when set. */
+const REQUEST_KEYS = ['op', 'provider', 'bucket', 'session', 'route', 'method', 'path', 'status', 'bytes_up', 'bytes_down', 'outcome', 'ms'] as const;
+
+// Every field of AuditEvent is written: a field added there without a place here fails to compile.
+const EVERY_FIELD_WRITTEN: Record<Exclude<keyof AuditEvent, 'conn' | 'peer' | 'grant' | (typeof REQUEST_KEYS)[number]>, never> = {};
+void EVERY_FIELD_WRITTEN;
+
+/**
+ * `,"op":…` and the rest of a line. Never more than 8 chars of a session id, and a proxied path
+ * without its query (where some APIs take keys), at most 256 characters.
+ */
+function requestFields(event: AuditEvent): string {
+  let text = '';
+  for (const key of REQUEST_KEYS) {
+    let value = event[key];
+    if (value === undefined) continue;
+    if (key === 'session' && typeof value === 'string') value = value.slice(0, 8);
+    else if (key === 'path' && typeof value === 'string') value = value.split('?')[0]!.slice(0, 256);
+    text += `,"${key}":${typeof value === 'number' ? jsonNumber(value) : JSON.stringify(value)}`;
+  }
+  return text;
+}
+
+/** A number as JSON writes it (null for NaN and infinities). */
+function jsonNumber(value: number): string {
+  return Number.isFinite(value) ? String(value) : 'null';
 }
 
 const noAudit: AuditLog = { record() {}, close: async () => {} };

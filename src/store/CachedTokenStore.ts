@@ -7,7 +7,9 @@ import type { StoredToken, TokenStore } from './types.js';
 
 export class CachedTokenStore implements TokenStore {
   private stamp: string | null = null;
-  private readonly tokens = new Map<string, StoredToken | null>();
+  private readonly tokens = new Map<string, Readonly<StoredToken> | null>();
+  /** Buckets whose token lock this process holds: their reads go to the store (see withTokenLock). */
+  private readonly locked = new Map<string, number>();
 
   constructor(private readonly inner: TokenStore) {}
 
@@ -15,7 +17,7 @@ export class CachedTokenStore implements TokenStore {
     return this.inner.backend;
   }
 
-  private current(): Map<string, StoredToken | null> {
+  private current(): Map<string, Readonly<StoredToken> | null> {
     const stamp = this.inner.changeStamp();
     if (stamp !== this.stamp) {
       this.tokens.clear();
@@ -29,13 +31,16 @@ export class CachedTokenStore implements TokenStore {
    * else undefined (not cached, or the store changed): a synchronous read for the hot path, checked
    * exactly as getToken checks its cache.
    */
-  peek(provider: string, bucket: string): StoredToken | undefined {
-    const hit = this.current().get(`${provider}\u0000${bucket}`);
-    return hit ? { ...hit } : undefined;
+  peek(provider: string, bucket: string): Readonly<StoredToken> | undefined {
+    const key = `${provider}\u0000${bucket}`;
+    if (this.locked.has(key)) return undefined;
+    // The cached object itself (frozen when cached): the hot path only reads it.
+    return this.current().get(key) ?? undefined;
   }
 
   async getToken(provider: string, bucket: string): Promise<StoredToken | null> {
     const key = `${provider}\u0000${bucket}`;
+    if (this.locked.has(key)) return this.inner.getToken(provider, bucket);
     const cache = this.current();
     if (cache.has(key)) {
       const hit = cache.get(key)!;
@@ -44,7 +49,7 @@ export class CachedTokenStore implements TokenStore {
     const stampBefore = this.stamp;
     const token = await this.inner.getToken(provider, bucket);
     // Only cache what was read under an unchanged stamp; a concurrent write makes it suspect.
-    if (this.inner.changeStamp() === stampBefore) cache.set(key, token ? { ...token } : null);
+    if (this.inner.changeStamp() === stampBefore) cache.set(key, token ? Object.freeze({ ...token }) : null);
     return token;
   }
 
@@ -88,8 +93,28 @@ export class CachedTokenStore implements TokenStore {
     return this.inner.listBuckets(provider);
   }
 
+  /**
+   * Under the lock, reads come from the store itself: a refresh decides on what it re-reads there,
+   * and a change stamp learned on another channel (a shared store's NOTIFY) may not have caught up
+   * with the write that the previous holder committed before it let go.
+   */
   withTokenLock<T>(provider: string, bucket: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    return this.inner.withTokenLock(provider, bucket, fn, signal);
+    return this.inner.withTokenLock(
+      provider,
+      bucket,
+      async () => {
+        const key = `${provider}\u0000${bucket}`;
+        this.locked.set(key, (this.locked.get(key) ?? 0) + 1);
+        try {
+          return await fn();
+        } finally {
+          const left = this.locked.get(key)! - 1;
+          if (left === 0) this.locked.delete(key);
+          else this.locked.set(key, left);
+        }
+      },
+      signal,
+    );
   }
 
   changeStamp(): string {

@@ -13,7 +13,7 @@ type PgModule = (typeof import('pg'))['default'];
 type PgClient = InstanceType<PgModule['Client']>;
 
 /** Where this process learned of a new generation. */
-export type GenerationSource = 'write' | 'notify' | 'reconnect';
+export type GenerationSource = 'write' | 'notify' | 'reconnect' | 'probe';
 
 export interface StoreHealth {
   state: 'ok' | 'degraded';
@@ -30,7 +30,16 @@ export interface ChangeFeedOptions {
   log: (line: string) => void;
   /** How long after losing the database the stamp still vouches for what a cache holds. */
   offlineServeMs: number;
+  /**
+   * How often the listener is asked for the generation (default 10 s). A connection that a NAT or
+   * load balancer dropped without closing delivers no NOTIFY and no error; only a query it cannot
+   * answer (the config's query timeout) shows that it is gone.
+   */
+  probeMs?: number;
 }
+
+const DEFAULT_PROBE_MS = 10_000;
+const GENERATION_QUERY = 'SELECT store_id, generation FROM credproxy_generation WHERE id = 1';
 
 const MAX_BACKOFF_MS = 10_000;
 
@@ -44,6 +53,8 @@ export class PostgresChangeFeed {
   private epoch = 0;
   private lostAt: number | null = null;
   private closed = false;
+  private probeTimer: NodeJS.Timeout | null = null;
+  private probing = false;
 
   constructor(private readonly options: ChangeFeedOptions) {}
 
@@ -96,6 +107,7 @@ export class PostgresChangeFeed {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.stopProbing();
     const listener = this.listener;
     this.listener = null;
     await listener?.end().catch(() => {});
@@ -112,7 +124,7 @@ export class PostgresChangeFeed {
         if (n.channel === CHANGE_CHANNEL && n.payload) this.advance(Number(n.payload), 'notify');
       });
       await client.query(`LISTEN ${CHANGE_CHANNEL}`);
-      const { rows } = await client.query<{ store_id: string; generation: string }>('SELECT store_id, generation FROM credproxy_generation WHERE id = 1');
+      const { rows } = await client.query<{ store_id: string; generation: string }>(GENERATION_QUERY);
       const row = rows[0];
       if (!row) throw new StoreError('corrupt', `The PostgreSQL store at ${this.options.target} lacks its generation row`);
       if (this.storeId !== row.store_id) {
@@ -122,6 +134,9 @@ export class PostgresChangeFeed {
       }
       this.listener = client;
       this.advance(Number(row.generation), 'reconnect');
+      this.stopProbing();
+      this.probeTimer = setInterval(() => void this.probe(client), this.options.probeMs ?? DEFAULT_PROBE_MS);
+      this.probeTimer.unref();
     } catch (err) {
       client.removeAllListeners('end');
       client.removeAllListeners('error');
@@ -131,8 +146,39 @@ export class PostgresChangeFeed {
     }
   }
 
+  /** Asks the listener for the generation: a change whose NOTIFY was lost is caught, and a dead connection is noticed. */
+  private async probe(client: PgClient): Promise<void> {
+    if (this.probing || this.listener !== client) return;
+    this.probing = true;
+    try {
+      const { rows } = await client.query<{ store_id: string; generation: string }>(GENERATION_QUERY);
+      const row = rows[0];
+      if (this.listener !== client) return;
+      // Another database behind the URL now: reconnecting starts over with it.
+      if (!row || row.store_id !== this.storeId) return this.drop(client);
+      this.advance(Number(row.generation), 'probe');
+    } catch {
+      // No answer within the query timeout: as good as gone, whatever the socket says.
+      if (this.listener === client) this.drop(client);
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  /** Tears down a listener that can no longer be trusted and reconnects. */
+  private drop(client: PgClient): void {
+    (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+    this.lost(client);
+  }
+
+  private stopProbing(): void {
+    if (this.probeTimer) clearInterval(this.probeTimer);
+    this.probeTimer = null;
+  }
+
   private lost(client: PgClient): void {
     if (this.closed || this.listener !== client) return;
+    this.stopProbing();
     this.listener = null;
     this.lostAt = this.options.now();
     this.options.log(`store: lost the connection to PostgreSQL ${this.options.target}; serving still-valid cached tokens, writes fail until it is back`);

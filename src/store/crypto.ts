@@ -45,6 +45,11 @@ export interface StoreHeader extends KeyParams {
 }
 
 /** scrypt cost for new stores: N = 2^15, r = 8 (32 MiB, ~0.1 s) — paid once per process. */
+/** Scrypt costs a store may ask for: enough to resist guessing, bounded so a forged header cannot make opening it allocate gigabytes. */
+export function scryptParamsInBounds(logN: number, r: number, p: number): boolean {
+  return Number.isInteger(logN) && Number.isInteger(r) && Number.isInteger(p) && logN >= 10 && logN <= 20 && r >= 1 && r <= 32 && p >= 1 && p <= 16;
+}
+
 export function newPassphraseParams(): KeyParams {
   return { kind: 'passphrase', salt: randomBytes(SALT_LENGTH), logN: 15, r: 8, p: 1 };
 }
@@ -68,7 +73,7 @@ export function parseHeader(buf: Buffer): StoreHeader {
   const r = buf[7]!;
   const p = buf[8]!;
   // Bounds keep a damaged header from asking scrypt for gigabytes.
-  if (kind === 'passphrase' && (logN < 10 || logN > 20 || r < 1 || r > 32 || p < 1 || p > 16)) {
+  if (kind === 'passphrase' && !scryptParamsInBounds(logN, r, p)) {
     throw new HeaderError('scrypt parameters out of range');
   }
   return {

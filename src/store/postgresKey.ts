@@ -6,7 +6,7 @@
  * secret, and is told at open when it does not.
  */
 import type { ClientBase } from 'pg';
-import { derivePassphraseKey, keyFileParams, newPassphraseParams, openValue, sealValue, type KeyKind, type KeyParams } from './crypto.js';
+import { derivePassphraseKey, keyFileParams, newPassphraseParams, openValue, scryptParamsInBounds, sealValue, type KeyKind, type KeyParams } from './crypto.js';
 import { keySourceMismatch, missingKeyFile, PASSPHRASE_ENV } from './fileStore.js';
 import { ensureKeyFile, readKeyFile } from './keyFile.js';
 import { StoreError } from './types.js';
@@ -50,6 +50,10 @@ export async function storeKey(client: ClientBase, source: StoreKeySource): Prom
     row = (await readRow(client))!;
   }
   const params: KeyParams = { kind: row.key_kind, salt: row.salt, logN: row.log_n, r: row.r, p: row.p };
+  // Whoever can write the database must not be able to make every host's open allocate gigabytes.
+  if (params.kind === 'passphrase' && !scryptParamsInBounds(params.logN, params.r, params.p)) {
+    throw new StoreError('corrupt', `The key parameters in the PostgreSQL store (${source.label}) are out of range (scrypt logN ${params.logN}, r ${params.r}, p ${params.p})`);
+  }
   const paths = { storePath: `postgres ${source.label}`, keyPath: source.keyPath };
   const mismatch = keySourceMismatch(paths, params.kind, source.passphrase);
   if (mismatch) throw new StoreError('decrypt_failed', `${mismatch.message}; ${KEY_SHARING}`);

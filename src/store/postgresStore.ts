@@ -48,6 +48,10 @@ export interface PostgresStoreOptions {
   lockWaitMs?: number;
   /** How long cached tokens may be served while the database is unreachable. Default 10 min. */
   offlineServeMs?: number;
+  /** How often the change listener is checked for life (and the generation re-read). Default 10 s. */
+  probeMs?: number;
+  /** How long one query may take before its connection counts as broken. Default 15 s. */
+  queryTimeoutMs?: number;
   now?: () => number;
   /** The waits between reconnection attempts (tests hold reconnection with it). */
   sleep?: (ms: number) => Promise<void>;
@@ -96,6 +100,8 @@ export function postgresClientConfig(url: string, queryTimeoutMs: number | undef
     application_name: 'credproxy',
     connectionTimeoutMillis: 10_000,
     keepAlive: true,
+    // Without it the first keep-alive probe waits the OS default, two hours.
+    keepAliveInitialDelayMillis: 10_000,
     ...(queryTimeoutMs !== undefined && { query_timeout: queryTimeoutMs }),
   } as ClientConfig;
 }
@@ -126,16 +132,17 @@ export class PostgresStore implements TokenStore, KeyStore {
     this.lockWaitMs = options.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS;
     this.changes = new PostgresChangeFeed({
       pg,
-      config: this.clientConfig(QUERY_TIMEOUT_MS),
+      config: this.clientConfig(options.queryTimeoutMs ?? QUERY_TIMEOUT_MS),
       target: this.target,
       now: options.now ?? Date.now,
       sleep: options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms).unref())),
       log: options.log ?? (() => {}),
       offlineServeMs: options.offlineServeMs ?? DEFAULT_OFFLINE_SERVE_MS,
+      ...(options.probeMs !== undefined && { probeMs: options.probeMs }),
     });
     // A daemon's row is fresh again as soon as the database is back.
     if (options.heartbeat) this.changes.events.on('connected', () => void this.beat(options.heartbeat!.version));
-    this.pool = new pg.Pool({ ...this.clientConfig(QUERY_TIMEOUT_MS), max: 4 });
+    this.pool = new pg.Pool({ ...this.clientConfig(options.queryTimeoutMs ?? QUERY_TIMEOUT_MS), max: 4 });
     // Lock holders wait up to lockWaitMs and then hold across a refresh; writes use the other pool,
     // so a daemon refreshing many buckets at once cannot starve its own saves.
     this.lockPool = new pg.Pool({ ...this.clientConfig(undefined), max: 16 });

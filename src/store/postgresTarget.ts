@@ -37,6 +37,11 @@ export function parsePostgresUrl(url: string): PostgresTarget {
   const user = colon >= 0 ? userInfo.slice(0, colon) : userInfo;
   const params = new URLSearchParams(m[4]?.slice(1) ?? '');
   const hostMatch = /^(\[[^\]]*\]|[^:]*)(?::(\d+))?$/.exec(hostPort);
+  // An '@' after the host part is a user name or password with an unencoded '/', '?' or '#': the
+  // URL would be read wrongly (and a password in it missed), so it is refused.
+  if (!hostMatch || `${m[3] ?? ''}${m[4] ?? ''}`.includes('@')) {
+    throw new StoreError('unavailable', 'The PostgreSQL store URL is malformed: percent-encode "/", "?", "#" and "@" in the user name and password (or take the password from PGPASSFILE)');
+  }
   const host = safeDecode(hostMatch?.[1] ?? '') || params.get('host') || 'localhost';
   const database = safeDecode((m[3] ?? '/').slice(1)) || params.get('dbname') || safeDecode(user) || 'postgres';
   return {

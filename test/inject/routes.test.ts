@@ -109,6 +109,14 @@ describe('route matcher', () => {
     }
     expect(matchRequest(routes, 'GET', 'http://evil.test/openai/x')).toMatchObject({ ok: false, status: 400 });
   });
+
+  it('400 for a fragment or a parameterised dot segment that an upstream would read as another path', () => {
+    // Upstream URL parsers cut at '#', and some servers strip ';params' before resolving '..'.
+    for (const sneaky of ['/internal/v1/admin#/v1/messages', '/internal/v1/messages/..;/admin', '/internal/v1/messages/%2e%2e;x/admin', '/internal/v1/mes sages']) {
+      expect(matchRequest(routes, 'POST', sneaky)).toMatchObject({ ok: false, status: 400 });
+    }
+    expect(matchRequest(routes, 'POST', '/internal/v1/messages')).toMatchObject({ ok: true });
+  });
 });
 
 describe('header sanitizer', () => {

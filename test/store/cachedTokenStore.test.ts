@@ -2,7 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import { CachedTokenStore } from '../../src/store/CachedTokenStore.js';
 import { MemoryStore } from '../../src/store/memory.js';
-import { StoreError, type StoredToken } from '../../src/store/types.js';
+import { FileStore } from '../../src/store/fileStore.js';
+import { StoreError, type StoredToken, type TokenStore } from '../../src/store/types.js';
+import { tempDir } from '../helpers/daemon.js';
 import { token } from './helpers.js';
 
 /** A memory store whose reads and writes can be made to fail, counting the reads that reach it. */
@@ -57,5 +59,33 @@ describe('CachedTokenStore', () => {
     inner.moveStampOnFailure = true;
     await expect(cache.saveToken('p', 'b', token({ access_token: 'at-maybe' }))).rejects.toThrow(StoreError);
     await expect(cache.getToken('p', 'b')).rejects.toThrow(StoreError);
+  });
+});
+
+describe('CachedTokenStore under the token lock', () => {
+  it('reads the store itself, even when its change stamp has not caught up with another host\'s write', async () => {
+    // Two hosts on one store; this one learns of changes late (a shared store whose notification
+    // is still on its way): its stamp does not move when the other host writes.
+    const dir = tempDir('cplock-');
+    const ours = await FileStore.open({ dataDir: dir, env: {} });
+    const theirs = await FileStore.open({ dataDir: dir, env: {} });
+    const lagging: TokenStore = Object.assign(Object.create(ours) as FileStore, { changeStamp: () => 'stamp-not-caught-up' });
+    const cache = new CachedTokenStore(lagging);
+    await ours.saveToken('p', 'b', token({ access_token: 'at-before', refresh_token: 'rt-before' }));
+    expect(await cache.getToken('p', 'b')).toMatchObject({ access_token: 'at-before' });
+
+    // The other host refreshes under the lock and lets go.
+    await theirs.withTokenLock('p', 'b', () => theirs.saveToken('p', 'b', token({ access_token: 'at-after', refresh_token: 'rt-after' })));
+
+    // Outside the lock the cache may still answer from what it holds (the store's stamp says so)…
+    expect(cache.peek('p', 'b')).toMatchObject({ access_token: 'at-before' });
+    // …but under the lock, where a refresh decides whether to call the provider, it reads the store.
+    const underLock = await cache.withTokenLock('p', 'b', async () => {
+      expect(cache.peek('p', 'b')).toBeUndefined();
+      return cache.getToken('p', 'b');
+    });
+    expect(underLock).toMatchObject({ access_token: 'at-after', refresh_token: 'rt-after' });
+    await ours.close();
+    await theirs.close();
   });
 });

@@ -5,6 +5,7 @@
  * stores (abort while waiting), and a database restart in the middle of use.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
@@ -100,6 +101,19 @@ describe.skipIf(pgSkipReason !== null)('PostgresStore on a real PostgreSQL serve
     expect(await copy.listProviders()).toEqual([]);
   });
 
+  it('scrypt costs in the database beyond the file store\'s bounds are refused before any key is derived', async () => {
+    const { url } = await freshDatabase(server());
+    await openStore({ url, env: { CREDPROXY_PASSPHRASE: 'right' } });
+    // Someone with write access to the database (not the key) raises the cost.
+    const db = new pg.Client({ connectionString: url });
+    await db.connect();
+    await db.query('UPDATE credproxy_key_params SET log_n = 40 WHERE id = 1');
+    await db.end();
+    const refused = await rejection(openStore({ url, env: { CREDPROXY_PASSPHRASE: 'right' } }));
+    expect(refused.reason).toBe('corrupt');
+    expect(refused.message).toMatch(/out of range \(scrypt logN 40, r 8, p 1\)/);
+  });
+
   it('a row copied into another bucket (or key) fails to decrypt instead of passing for it', async () => {
     const { url } = await freshDatabase(server());
     const store = await openStore({ url });
@@ -169,6 +183,46 @@ describe.skipIf(pgSkipReason !== null)('PostgresStore on a real PostgreSQL serve
     expect(b.health().state).toBe('ok');
     expect(await cachedB.getToken('acme', 'default')).toBeNull();
     expect(await b.getKey('K')).toBe('key-after');
+  });
+
+  it('a listener connection that goes silent (a NAT dropped the flow, nothing closed) is noticed by its probe: degraded, then caught up', async () => {
+    const { url, name } = await freshDatabase(server());
+    const dirA = hostDir();
+    const a = await openStore({ url, dataDir: dirA });
+    const pgSocket = path.join(server().socketDir, fs.readdirSync(server().socketDir).find((f) => /^\.s\.PGSQL\.\d+$/.test(f))!);
+    // Every connection of b goes through this forwarder, which can stop passing bytes without closing anything.
+    let silent = false;
+    const flows = new Set<net.Socket>();
+    const forwarder = net.createServer((client) => {
+      const upstream = net.connect(pgSocket);
+      flows.add(client).add(upstream);
+      client.on('data', (d) => silent || upstream.write(d));
+      upstream.on('data', (d) => silent || client.write(d));
+      const end = (): void => {
+        client.destroy();
+        upstream.destroy();
+      };
+      for (const s of [client, upstream]) s.on('close', end).on('error', end);
+    });
+    await new Promise<void>((resolve) => forwarder.listen(0, '127.0.0.1', resolve));
+    const port = (forwarder.address() as net.AddressInfo).port;
+    try {
+      const b = await openStore({ url: `postgres://${encodeURIComponent(server().user)}@127.0.0.1:${port}/${name}`, dataDir: hostDir(dirA), probeMs: 100, queryTimeoutMs: 300 });
+      await a.setKey('K', 'key-before');
+      await until(async () => (await b.getKey('K')) === 'key-before');
+      expect(b.health().state).toBe('ok');
+
+      silent = true;
+      await until(async () => b.health().state === 'degraded');
+      // Written while b hears nothing, not even an error.
+      await a.setKey('K', 'key-after');
+      silent = false;
+      await until(async () => b.health().state === 'ok');
+      expect(await b.getKey('K')).toBe('key-after');
+    } finally {
+      for (const s of flows) s.destroy();
+      forwarder.close();
+    }
   });
 
   it('the refresh lock excludes other hosts; an abort while waiting rejects at once and leaves no waiter or lock', async () => {

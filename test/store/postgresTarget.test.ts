@@ -23,6 +23,20 @@ describe('PostgreSQL store URLs', () => {
     expect(() => parsePostgresUrl('postgres://h/d#frag')).toThrow(StoreError);
   });
 
+  it('refuses a URL whose user name or password has an unencoded "/" or "?", without showing any of it', () => {
+    for (const url of ['postgres://user:pa/ss@db.example/prod', 'postgres://user:pa?ss@db.example/prod', 'postgres://us/er@db/x']) {
+      let message = '';
+      try {
+        parsePostgresUrl(url);
+      } catch (err) {
+        message = (err as StoreError).message;
+      }
+      expect(message).toMatch(/percent-encode/);
+      expect(message).not.toMatch(/ss@|pa\/|pa\?|us\/er/);
+    }
+    expect(parsePostgresUrl('postgres://user:pa%2Fss@db.example/prod')).toMatchObject({ host: 'db.example', database: 'prod', hasPassword: true });
+  });
+
   it('refuses a password on the command line without repeating it', () => {
     expect(() => refusePasswordInArgv('postgres://alice@db/x')).not.toThrow();
     for (const url of ['postgres://alice:s3cret@db/x', 'postgres://alice@db/x?sslmode=require&password=s3cret']) {
