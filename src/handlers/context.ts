@@ -28,7 +28,8 @@ export interface HandlerServices {
 /** Where a grant's injection routes are served and what each sets in the sandbox (`{url}`: its base URL there). */
 export type InjectListing = {
   socket: string;
-  tcp?: { host: string; port: number };
+  /** The loopback port; requests start with `/<key>/` (the key is for the grant's program only). */
+  tcp?: { host: string; port: number; key: string };
   routes: Array<{ route: string; env: Record<string, string> }>;
 };
 

@@ -5,6 +5,7 @@
  * (never buffered, except an OAuth request body of at most 1 MiB, kept to replay it once after an
  * upstream 401 and a forced refresh), one audit line. Upstream failures fail closed with a 502.
  */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type net from 'node:net';
 import { pipeline, Transform, type Readable } from 'node:stream';
@@ -68,6 +69,8 @@ export class InjectProxy {
   private readonly servers: http.Server[] = [];
   private readonly connIds = new WeakMap<net.Socket, number>();
   private nextConn = 1;
+  /** The loopback port's path key (see listenTcp). */
+  private readonly tcpKey = randomBytes(16).toString('hex');
 
   constructor(private readonly options: InjectProxyOptions) {
     this.routes = new Map(options.routes.map((r) => [r.name, r]));
@@ -79,14 +82,19 @@ export class InjectProxy {
   }
 
   /** Serves on 127.0.0.1 (an ephemeral port); returns the address. */
-  async listenTcp(): Promise<{ host: string; port: number }> {
+  /**
+   * The loopback port. Every local process of the user can reach it (a sandbox with network shares
+   * the host's loopback), so requests must start with `/<key>/`, a random key only this grant's
+   * program gets (inside its base URL): the port of one run is no way into another run's routes.
+   */
+  async listenTcp(): Promise<{ host: string; port: number; key: string }> {
     const server = this.server('tcp');
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(0, '127.0.0.1', () => resolve());
     });
     const addr = server.address() as net.AddressInfo;
-    return { host: addr.address, port: addr.port };
+    return { host: addr.address, port: addr.port, key: this.tcpKey };
   }
 
   /** Stops listening and ends every connection, in-flight requests included (the grant is over). */
@@ -104,7 +112,7 @@ export class InjectProxy {
 
   private server(kind: 'unix' | 'tcp'): http.Server {
     // No request timeout: uploads and streamed answers may take as long as they take.
-    const server = http.createServer({ requestTimeout: 0 }, (req, res) => void this.handle(req, res));
+    const server = http.createServer({ requestTimeout: 0 }, (req, res) => void this.handle(req, res, kind));
     server.on('connection', (socket: net.Socket) => {
       if (!this.options.admit(socket, kind)) {
         socket.destroy();
@@ -118,7 +126,7 @@ export class InjectProxy {
   }
 
   /** One proxied request, start to audit line; nothing it does may throw into the server. */
-  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse, kind: 'unix' | 'tcp'): Promise<void> {
     const started = this.options.now();
     const x: Exchange = { req, res, method: (req.method ?? 'GET').toUpperCase(), up: 0, down: 0, aborted: new AbortController(), audit: {} };
     res.once('close', () => {
@@ -138,7 +146,12 @@ export class InjectProxy {
         ms: this.options.now() - started,
       });
     try {
-      await this.proxy(x, done);
+      const target = kind === 'tcp' ? this.withoutKey(req.url ?? '/') : (req.url ?? '/');
+      if (target === null) {
+        refuse(x, 404, 'no such route');
+        return done({ status: 404, outcome: REFUSAL_OUTCOME[404] });
+      }
+      await this.proxy(x, target, done);
     } catch (err) {
       if (x.aborted.signal.aborted) return done({ outcome: 'CANCELLED' });
       // A failure of this code, not of the upstream: answered if still possible, never with its text.
@@ -147,8 +160,16 @@ export class InjectProxy {
     }
   }
 
-  private async proxy(x: Exchange, done: (fields: Partial<AuditEvent>) => void): Promise<void> {
-    const match = matchRequest(this.routes, x.method, x.req.url ?? '/');
+  /** The request target after the loopback port's `/<key>` (compared in constant time), or null without it. */
+  private withoutKey(url: string): string | null {
+    const prefix = `/${this.tcpKey}`;
+    const given = Buffer.from(url.slice(0, prefix.length));
+    if (given.length !== prefix.length || !timingSafeEqual(given, Buffer.from(prefix)) || url[prefix.length] !== '/') return null;
+    return url.slice(prefix.length);
+  }
+
+  private async proxy(x: Exchange, target: string, done: (fields: Partial<AuditEvent>) => void): Promise<void> {
+    const match = matchRequest(this.routes, x.method, target);
     if (!match.ok) {
       refuse(x, match.status, match.reason);
       return done({ route: match.route, path: match.path, status: match.status, outcome: REFUSAL_OUTCOME[match.status] });

@@ -176,7 +176,8 @@ export class ControlPlane implements AdminService {
   async status(): Promise<Record<string, unknown>> {
     const sandboxes = [...this.opened].flatMap(([grant_id, o]) => [
       { kind: 'sandbox', grant_id, path: o.socketPath },
-      ...(o.inject ? [{ kind: 'inject', grant_id, path: o.inject.listing.socket, ...(o.inject.listing.tcp && { tcp: o.inject.listing.tcp }) }] : []),
+      // The port, never its key: status output is not for the grant's program.
+      ...(o.inject ? [{ kind: 'inject', grant_id, path: o.inject.listing.socket, ...(o.inject.listing.tcp && { tcp: { host: o.inject.listing.tcp.host, port: o.inject.listing.tcp.port } }) }] : []),
     ]);
     const rest = await this.deps.status();
     return {

@@ -115,7 +115,7 @@ describe('credproxy run --inject (no sandbox)', { timeout: 120_000 }, () => {
       `${client({ base: 'API_BASE', requests: [{ method: 'POST', path: '/api/v1/messages', body: '{"a":1}', headers: { 'x-api-key': '$API_KEY', authorization: 'Bearer sandbox' } }] }).map((a) => `'${a}'`).join(' ')} && ${[process.execPath, CLI, 'keys', 'get', 'apikey'].join(' ')}`,
     ]);
     const report = JSON.parse(r.stdout.split('\n')[0]!) as ClientReport;
-    expect(report.env).toEqual({ API_BASE: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+\/api$/), API_KEY: PLACEHOLDER });
+    expect(report.env).toEqual({ API_BASE: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+\/[0-9a-f]{32}\/api$/), API_KEY: PLACEHOLDER });
     expect(report.results).toEqual([{ status: 200, body: '{"received":7}' }]);
     // Inside the run the key is not readable through the grant's socket.
     expect(r.code).not.toBe(0);

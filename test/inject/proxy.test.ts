@@ -37,7 +37,7 @@ let control: RawClient;
 interface Opened {
   grant_id: string;
   socket: string;
-  inject: { socket: string; tcp?: { host: string; port: number }; routes: Array<{ route: string; env: Record<string, string> }> };
+  inject: { socket: string; tcp?: { host: string; port: number; key: string }; routes: Array<{ route: string; env: Record<string, string> }> };
 }
 
 async function openGrant(payload: Record<string, unknown>): Promise<Opened> {
@@ -114,8 +114,8 @@ describe('inject proxy', { timeout: 60_000 }, () => {
     expect(fs.statSync(g.inject.socket).mode & 0o777).toBe(0o600);
     const from = upstream.requests.length;
     const headers = { authorization: `Bearer ${PLACEHOLDER}`, 'x-api-key': PLACEHOLDER, cookie: 'sandbox=1', 'proxy-authorization': 'Basic eA==', 'content-type': 'application/json' };
-    for (const target of [unix(g), g.inject.tcp!]) {
-      const answer = await proxyCall(target, 'POST', '/api/v1/messages?beta=true', { headers, body: '{"hello":"world"}' });
+    for (const [target, prefix] of [[unix(g), ''], [g.inject.tcp!, `/${g.inject.tcp!.key}`]] as const) {
+      const answer = await proxyCall(target, 'POST', `${prefix}/api/v1/messages?beta=true`, { headers, body: '{"hello":"world"}' });
       expect(answer.status).toBe(200);
       expect(JSON.parse(answer.body)).toEqual({ received: 17 });
       expect(answer.headers['x-upstream']).toBe('yes');
@@ -275,7 +275,7 @@ describe('inject proxy', { timeout: 60_000 }, () => {
   it.skipIf(!canSwitchUid && !mustSwitchUid)('the loopback port serves only the daemon\'s uid: another uid is cut off unanswered and audited', async () => {
     const g = await openGrant({ inject: [{ route: 'api' }], inject_tcp: true });
     const from = upstream.requests.length;
-    const probe = `require('http').get('http://127.0.0.1:${g.inject.tcp!.port}/api/v1/models', (r) => console.log(r.statusCode)).on('error', (e) => console.log(e.code))`;
+    const probe = `require('http').get('http://127.0.0.1:${g.inject.tcp!.port}/${g.inject.tcp!.key}/api/v1/models', (r) => console.log(r.statusCode)).on('error', (e) => console.log(e.code))`;
     // Asynchronously: the daemon under test runs in this process and must keep answering.
     const child = spawn(AS_OTHER_UID[0]!, [...AS_OTHER_UID.slice(1), process.execPath, '-e', probe], { cwd: '/', stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
@@ -291,7 +291,23 @@ describe('inject proxy', { timeout: 60_000 }, () => {
       }
     })();
     expect(refused).toMatchObject({ peer: { uid: OTHER_UID } });
-    expect((await proxyCall(g.inject.tcp!, 'GET', '/api/v1/models')).status).toBe(200);
+    expect((await proxyCall(g.inject.tcp!, 'GET', `/${g.inject.tcp!.key}/api/v1/models`)).status).toBe(200);
     await control.request('grant_close', { grant_id: g.grant_id });
+  });
+
+  it('the loopback port answers only requests under its grant\'s key: another run on the same machine cannot use its routes', async () => {
+    const mine = await openGrant({ inject: [{ route: 'api' }], inject_tcp: true });
+    const other = await openGrant({ inject: [{ route: 'api' }], inject_tcp: true });
+    expect(mine.inject.tcp!.key).toMatch(/^[0-9a-f]{32}$/);
+    expect(other.inject.tcp!.key).not.toBe(mine.inject.tcp!.key);
+    const from = upstream.requests.length;
+    for (const path of ['/api/v1/models', `/${other.inject.tcp!.key}/api/v1/models`, `/${mine.inject.tcp!.key.slice(0, 31)}/api/v1/models`, `/${mine.inject.tcp!.key}api/v1/models`]) {
+      expect((await proxyCall(mine.inject.tcp!, 'GET', path)).status).toBe(404);
+    }
+    expect(upstream.requests.length).toBe(from);
+    expect((await proxyCall(mine.inject.tcp!, 'GET', `/${mine.inject.tcp!.key}/api/v1/models`)).status).toBe(200);
+    // The key is not in the daemon's status (a listing for the host user, not for the program).
+    expect(JSON.stringify(await control.request('daemon_status', {}))).not.toContain(mine.inject.tcp!.key);
+    for (const g of [mine, other]) await control.request('grant_close', { grant_id: g.grant_id });
   });
 });

@@ -66,12 +66,13 @@ const relayPort = (): number => randomInt(20_000, 60_000);
  * The variables of the granted routes, `{url}` being each route's base URL as the program sees it
  * (`http://127.0.0.1:PORT/ROUTE`); two routes setting one variable differently is a usage error.
  */
-function injectEnv(inject: InjectListing, port: number): Record<string, string> {
+/** Each route's variables; `base` is where the routes start (the relay's port, or the loopback port and its key). */
+function injectEnv(inject: InjectListing, base: string): Record<string, string> {
   const env: Record<string, string> = {};
   const setBy: Record<string, string> = {};
   for (const { route, env: vars } of inject.routes) {
     for (const [name, template] of Object.entries(vars)) {
-      const value = template.replaceAll('{url}', `http://127.0.0.1:${port}/${route}`);
+      const value = template.replaceAll('{url}', `${base}/${route}`);
       if (env[name] !== undefined && env[name] !== value) throw new CliError(`--inject ${setBy[name]} and ${route} both set ${name}; inject one of them`);
       env[name] = value;
       setBy[name] = route;
@@ -85,10 +86,10 @@ function injectLaunch(opts: RunOptions, inject: InjectListing | undefined): Inje
   if (!inject) return undefined;
   if (opts.sandbox === 'bwrap' && !opts.network) {
     const port = relayPort();
-    return { env: injectEnv(inject, port), relay: { port, socket: inject.socket, node: process.execPath, script: RELAY_SCRIPT } };
+    return { env: injectEnv(inject, `http://127.0.0.1:${port}`), relay: { port, socket: inject.socket, node: process.execPath, script: RELAY_SCRIPT } };
   }
   if (!inject.tcp) throw new CliError('the daemon opened no loopback port for the injection routes');
-  return { env: injectEnv(inject, inject.tcp.port) };
+  return { env: injectEnv(inject, `http://127.0.0.1:${inject.tcp.port}/${inject.tcp.key}`) };
 }
 
 /** A label for grant_list that says which run it is without repeating arguments (they may hold secrets). */
