@@ -15,6 +15,7 @@ import type { AuditEvent, AuditLog } from '../server/audit.js';
 import { listenPrivately } from '../server/listen.js';
 import { sandboxResponseHeaders, UnsendableCredentialError, upstreamRequestHeaders } from './headers.js';
 import type { InjectCredentials } from './InjectCredentials.js';
+import type { ReplayBudget } from './replayBudget.js';
 import { matchRequest } from './routeMatcher.js';
 import type { Route } from './routeSchema.js';
 
@@ -31,7 +32,14 @@ export interface InjectProxyOptions {
   now: () => number;
   /** Admission of a new connection (peer uid); false closes it unanswered. */
   admit(socket: net.Socket, kind: 'unix' | 'tcp'): boolean;
+  /** Bytes of request bodies that may be kept for a 401 replay, shared by the daemon's proxies. */
+  replayBudget: ReplayBudget;
+  /** Open connections per listener. */
+  maxConnections: number;
+  /** A connection idle (no byte either way) this long is closed. */
+  idleMs: number;
 }
+
 
 /** Counts the bytes that pass. */
 function counter(add: (n: number) => void): Transform {
@@ -121,6 +129,9 @@ export class InjectProxy {
       this.connIds.set(socket, this.nextConn++);
     });
     server.on('clientError', (_err, socket) => socket.destroy());
+    // A sandbox must not be able to hold the daemon's memory or descriptors with idle connections.
+    server.maxConnections = this.options.maxConnections;
+    server.timeout = this.options.idleMs;
     this.servers.push(server);
     return server;
   }
@@ -185,27 +196,42 @@ export class InjectProxy {
       refuse(x, 502, `${err.message} (${err.code})`);
       return done({ status: 502, outcome: err.code });
     }
-    // Kept only where it may be replayed: an OAuth route's body of at most REPLAY_LIMIT bytes.
-    const replayable = 'provider' in route.credential && (!hasBody(x.req) || (x.req.headers['transfer-encoding'] === undefined && Number(x.req.headers['content-length']) <= REPLAY_LIMIT));
-    const body = await requestBody(x, replayable);
+    // Kept only where it may be replayed: an OAuth route's body of at most REPLAY_LIMIT bytes, while
+    // the daemon's replay budget has room for it.
+    const length = hasBody(x.req) ? Number(x.req.headers['content-length']) : 0;
+    const fits = 'provider' in route.credential && (!hasBody(x.req) || (x.req.headers['transfer-encoding'] === undefined && length <= REPLAY_LIMIT));
+    const replayable = fits && this.options.replayBudget.take(length);
+    let sent: Sent;
+    try {
+      sent = await this.exchange(x, route, match.forward, credential, replayable);
+    } finally {
+      if (replayable) this.options.replayBudget.give(length);
+    }
+    if ('failed' in sent) return done(sent.failed);
+    const answer = sent.answer;
+    respond(x, answer, (err) => done({ status: answer.statusCode, ...(err && { outcome: x.aborted.signal.aborted ? 'CANCELLED' : 'UPSTREAM_FAILED' }) }));
+  }
 
+  /** The upstream's answer to the request, replayed once with a renewed token after a 401 when `replayable`. */
+  private async exchange(x: Exchange, route: Route, forward: string, credential: string, replayable: boolean): Promise<Sent> {
+    const body = await requestBody(x, replayable);
     let answer: Dispatcher.ResponseData;
     try {
-      answer = await this.send(x, route, match.forward, body, credential);
+      answer = await this.send(x, route, forward, body, credential);
       if (answer.statusCode === 401 && replayable) {
         const renewed = await this.options.credentials.renewed(route.credential, credential, x.aborted.signal);
         if (renewed !== null) {
           await answer.body.dump();
-          answer = await this.send(x, route, match.forward, body, renewed);
+          answer = await this.send(x, route, forward, body, renewed);
         }
       }
     } catch (err) {
       if (x.aborted.signal.aborted || err instanceof UnsendableCredentialError) throw err;
       const failure = upstreamFailure(err, new URL(route.upstream).host);
       refuse(x, 502, failure.reason);
-      return done({ status: 502, outcome: failure.outcome });
+      return { failed: { status: 502, outcome: failure.outcome } };
     }
-    respond(x, answer, (err) => done({ status: answer.statusCode, ...(err && { outcome: x.aborted.signal.aborted ? 'CANCELLED' : 'UPSTREAM_FAILED' }) }));
+    return { answer };
   }
 
   private send(x: Exchange, route: Route, path: string, body: Buffer | Readable | null, credential: string): Promise<Dispatcher.ResponseData> {
@@ -219,6 +245,9 @@ export class InjectProxy {
     });
   }
 }
+
+/** The upstream's answer, or how it failed (already answered to the sandbox with a 502). */
+type Sent = { answer: Dispatcher.ResponseData } | { failed: Partial<AuditEvent> };
 
 /** One request in flight: its streams, byte counts, cancellation and what its audit line says so far. */
 interface Exchange {

@@ -13,6 +13,7 @@ import { OPEN_POLICY, type Policy } from '../auth/policy.js';
 import { buildHandlers, BucketUsage, type HandlerServices } from '../handlers/index.js';
 import { createLoginService, type LoginServiceOptions } from '../handlers/login.js';
 import { InjectCredentials } from '../inject/InjectCredentials.js';
+import { ReplayBudget } from '../inject/replayBudget.js';
 import { loopbackPeerUid } from '../inject/loopbackPeer.js';
 import { RouteTable } from '../inject/RouteTable.js';
 import type { UpstreamAgents } from '../inject/UpstreamAgents.js';
@@ -135,6 +136,7 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
   // The proxy and undici (its connection pools) are loaded with the first grant that injects: a
   // daemon without one does not carry them (~8 MB of memory).
   let upstreams: Promise<UpstreamAgents> | null = null;
+  const replayBudget = new ReplayBudget(limits.injectReplayBytes);
   const upstreamAgents = (): Promise<UpstreamAgents> => (upstreams ??= import('../inject/UpstreamAgents.js').then((m) => new m.UpstreamAgents()));
   const routes = options.routes ?? RouteTable.presets();
   const credentials = new InjectCredentials({ tokens, keys: options.keys, refresher, ...(options.refreshWaitMs !== undefined && { refreshWaitMs: options.refreshWaitMs }) });
@@ -150,7 +152,18 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
       routes,
       proxy: async (grantId, granted) => {
         const [agents, { InjectProxy }] = await Promise.all([upstreamAgents(), import('../inject/InjectProxy.js')]);
-        return new InjectProxy({ grantId, routes: granted, credentials, dispatcherFor: (r) => agents.for(routes.caOf(r.name)), audit, now, admit: admitInject });
+        return new InjectProxy({
+          grantId,
+          routes: granted,
+          credentials,
+          dispatcherFor: (r) => agents.for(routes.caOf(r.name)),
+          audit,
+          now,
+          admit: admitInject,
+          replayBudget,
+          maxConnections: limits.maxInjectConnections,
+          idleMs: limits.injectIdleMs,
+        });
       },
     },
     dir,

@@ -32,6 +32,12 @@ export interface ConnectionLimits {
   maxConnections: number;
   /** Open connections per sandbox socket (§11). */
   maxSandboxConnections: number;
+  /** Inject mode: open connections per grant's proxy (each listener). */
+  maxInjectConnections: number;
+  /** Inject mode: request bodies kept for a 401 replay, all grants together; past it a body is streamed and not replayed. */
+  injectReplayBytes: number;
+  /** Inject mode: a proxied connection with no byte either way for this long is closed. */
+  injectIdleMs: number;
 }
 
 export const DEFAULT_LIMITS: ConnectionLimits = {
@@ -43,4 +49,7 @@ export const DEFAULT_LIMITS: ConnectionLimits = {
   shutdownGraceMs: 5_000,
   maxConnections: 4096,
   maxSandboxConnections: 256,
+  maxInjectConnections: 256,
+  injectReplayBytes: 32 * 1024 * 1024,
+  injectIdleMs: 5 * 60_000,
 };

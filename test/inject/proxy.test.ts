@@ -33,6 +33,7 @@ let dir: string;
 let auditFile: string;
 let d: TestDaemon;
 let control: RawClient;
+let testRoutes: RouteTable;
 
 interface Opened {
   grant_id: string;
@@ -82,7 +83,7 @@ beforeAll(async () => {
     { method: 'GET', path: '/v1/download' },
     { method: 'GET', path: '/v1/models*' },
   ];
-  const routes = RouteTable.fromConfig(
+  testRoutes = RouteTable.fromConfig(
     {
       routes: {
         api: { upstream: upstream.url, credential: { key: 'apikey' }, header: 'x-api-key', format: '{}', allow, env: { API_BASE: '{url}', API_KEY: PLACEHOLDER }, ca: certs.caFile },
@@ -93,7 +94,7 @@ beforeAll(async () => {
     },
     path.join(dir, 'config.json'),
   );
-  d = await startTestDaemon({ routes, providers: registryFrom(path.join(dir, 'config.json')), renewal: false, audit: auditFile });
+  d = await startTestDaemon({ routes: testRoutes, providers: registryFrom(path.join(dir, 'config.json')), renewal: false, audit: auditFile });
   await d.store.setKey('apikey', API_KEY);
   control = await RawClient.ready(d.daemon.controlPath);
 }, 60_000);
@@ -233,6 +234,34 @@ describe('inject proxy', { timeout: 60_000 }, () => {
     expect(stored.access_token).not.toBe(login.access_token);
     expect(upstream.requests.slice(from).map((r) => r.headers.authorization)).toEqual([`Bearer ${login.access_token}`, `Bearer ${stored.access_token}`]);
     await control.request('grant_close', { grant_id: g.grant_id });
+  });
+
+  it('past the replay budget or the connection cap, a sandbox cannot make the daemon hold more: bodies stream (no replay), extra connections close', async () => {
+    const tight = await startTestDaemon({ routes: testRoutes, providers: registryFrom(path.join(dir, 'config.json')), renewal: false, audit: 'off', limits: { injectReplayBytes: 4, maxInjectConnections: 2 } });
+    const own = await RawClient.ready(tight.daemon.controlPath);
+    try {
+      const login = await deviceLogin(registryFrom(path.join(dir, 'config.json')), 'myidp', idp);
+      await tight.store.saveToken('myidp', 'default', login);
+      upstream.refuse.add(`Bearer ${login.access_token}`);
+      const reply = await own.request('grant_open', { providers: {}, keys: [], ops: [], inject: [{ route: 'oauth' }] });
+      if (!reply.ok) throw new Error(`grant_open failed: ${JSON.stringify(reply)}`);
+      const g = reply.data as unknown as Opened;
+      const before = refreshes();
+      // 7 bytes do not fit a 4-byte budget: sent as a stream, so the 401 comes back as it is.
+      const answer = await proxyCall(unix(g), 'POST', '/oauth/v1/messages', { headers: { 'content-type': 'application/json' }, body: '{"q":1}' });
+      expect(answer.status).toBe(401);
+      expect(refreshes()).toBe(before);
+
+      const held = await Promise.all([0, 1].map(() => new Promise<net.Socket>((resolve) => { const s = net.connect(g.inject.socket, () => resolve(s)); })));
+      const third = net.connect(g.inject.socket);
+      await new Promise((resolve) => third.once('close', resolve));
+      for (const s of held) s.destroy();
+      upstream.refuse.delete(`Bearer ${login.access_token}`);
+      await own.request('grant_close', { grant_id: g.grant_id });
+    } finally {
+      own.close();
+      await tight.stop();
+    }
   });
 
   it('a client that goes away mid-upload or mid-stream is audited CANCELLED and the daemon keeps serving', async () => {
