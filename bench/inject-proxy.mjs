@@ -106,7 +106,8 @@ const daemon = await start('daemon', dir, String(port));
 const inject = JSON.parse(daemon.info);
 const targets = {
   direct: { origin: `https://127.0.0.1:${port}`, prefix: '', dispatcher: new Agent({ connect: { ca: fs.readFileSync(path.join(dir, 'ca.pem'), 'utf8') }, keepAliveTimeout: 60_000 }) },
-  'proxy tcp': { origin: `http://127.0.0.1:${inject.tcp.port}`, prefix: '/bench', dispatcher: new Agent({ keepAliveTimeout: 60_000 }) },
+  // The loopback port answers only under the grant's key (what {url} holds for the program).
+  'proxy tcp': { origin: `http://127.0.0.1:${inject.tcp.port}`, prefix: `/${inject.tcp.key}/bench`, dispatcher: new Agent({ keepAliveTimeout: 60_000 }) },
   'proxy unix': { origin: 'http://localhost', prefix: '/bench', dispatcher: new Agent({ connect: { socketPath: inject.socket }, keepAliveTimeout: 60_000 }) },
 };
 

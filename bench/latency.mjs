@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectClient } from './lib/frameClient.mjs';
-import { canPin, machine } from './lib/machine.mjs';
+import { canPin, machine, pinSelf } from './lib/machine.mjs';
 import { keyringAvailable, scratch, seedToken, startServer } from './lib/servers.mjs';
 import { latencySummary, median, ratioSummary, round } from './lib/stats.mjs';
 
@@ -137,10 +137,6 @@ export async function run({ quick = false } = {}) {
   return result;
 }
 
-/** Moves this process to `cpus` (a taskset list); its children inherit it. */
-async function pinSelf(cpus) {
-  await new Promise((resolve) => spawn('taskset', ['-pc', String(cpus), String(process.pid)], { stdio: 'ignore' }).once('exit', resolve));
-}
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const result = await run({ quick: process.argv.includes('--quick') });

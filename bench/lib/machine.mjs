@@ -1,5 +1,5 @@
 // What the figures were measured on, and CPU pinning when the machine allows it.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import os from 'node:os';
 
 /** Cores, Node version and load average at the moment of the call. */
@@ -27,4 +27,10 @@ export function canPin() {
 export function pinned(cpu, command, args) {
   if (cpu === null || cpu === undefined || !canPin()) return { command, args };
   return { command: 'taskset', args: ['-c', String(cpu), command, ...args] };
+}
+
+/** Moves this process to `cpus` (a taskset list such as 0 or 0-1); its children inherit it. */
+export async function pinSelf(cpus) {
+  if (!canPin()) return;
+  await new Promise((resolve) => spawn('taskset', ['-pc', String(cpus), String(process.pid)], { stdio: 'ignore' }).once('exit', resolve));
 }
