@@ -99,3 +99,21 @@ export function gatedSleep(): { sleep: (ms: number) => Promise<void>; open: () =
 export async function until(check: () => Promise<boolean>): Promise<void> {
   while (!(await check())) await new Promise((r) => setTimeout(r, 20));
 }
+
+/**
+ * Takes `store`'s refresh lock of (provider, bucket) and keeps it until `release()`; `then` runs
+ * under the lock after that. Resolves once the lock is held.
+ */
+export async function holdLock<T>(store: PostgresStore, provider: string, bucket: string, then: () => Promise<T>): Promise<{ release(): void; holder: Promise<T> }> {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let entered!: () => void;
+  const inside = new Promise<void>((resolve) => (entered = resolve));
+  const holder = store.withTokenLock(provider, bucket, async () => {
+    entered();
+    await released;
+    return then();
+  });
+  await Promise.race([inside, holder]);
+  return { release, holder };
+}

@@ -13,7 +13,7 @@ import { CachedTokenStore } from '../../src/store/CachedTokenStore.js';
 import { LOCK_NAMESPACE } from '../../src/store/postgresSchema.js';
 import { StoreError } from '../../src/store/types.js';
 import { token } from './helpers.js';
-import { freshDatabase, gatedSleep, hostDir, nextEvent, nextGeneration, openStore, pgSkipReason, until, usePostgres } from './postgresHelpers.js';
+import { freshDatabase, gatedSleep, holdLock, hostDir, nextEvent, nextGeneration, openStore, pgSkipReason, until, usePostgres } from './postgresHelpers.js';
 
 const server = usePostgres();
 
@@ -230,16 +230,7 @@ describe.skipIf(pgSkipReason !== null)('PostgresStore on a real PostgreSQL serve
     const dirA = hostDir();
     const a = await openStore({ url, dataDir: dirA });
     const b = await openStore({ url, dataDir: hostDir(dirA) });
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    let entered!: () => void;
-    const inside = new Promise<void>((resolve) => (entered = resolve));
-    const holder = a.withTokenLock('acme', 'default', async () => {
-      entered();
-      await held;
-      return 'a';
-    });
-    await inside;
+    const { release, holder } = await holdLock(a, 'acme', 'default', async () => 'a');
     const controller = new AbortController();
     const order: string[] = [];
     const waiter = b.withTokenLock('acme', 'default', async () => order.push('b ran'), controller.signal);
@@ -383,15 +374,7 @@ describe.skipIf(pgSkipReason !== null)('PostgresStore on a real PostgreSQL serve
     const dirA = hostDir();
     const a = await openStore({ url, dataDir: dirA });
     const b = await openStore({ url, dataDir: hostDir(dirA), lockWaitMs: 1 });
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    let entered!: () => void;
-    const inside = new Promise<void>((resolve) => (entered = resolve));
-    const holder = a.withTokenLock('acme', 'default', async () => {
-      entered();
-      await held;
-    });
-    await inside;
+    const { release, holder } = await holdLock(a, 'acme', 'default', async () => undefined);
     const err = await rejection(b.withTokenLock('acme', 'default', async () => 'never'));
     expect(err.reason).toBe('locked');
     expect(err.message).toMatch(/waiting for the refresh lock of acme:default, held by another host/);
@@ -406,16 +389,8 @@ describe.skipIf(pgSkipReason !== null)('PostgresStore on a real PostgreSQL serve
     const a = await openStore({ url, dataDir: dirA });
     const b = await openStore({ url, dataDir: hostDir(dirA) });
     await a.saveToken('acme', 'default', token({ access_token: 'at-before' }));
-    let cut!: () => void;
-    const wasCut = new Promise<void>((resolve) => (cut = resolve));
-    let entered!: () => void;
-    const inside = new Promise<void>((resolve) => (entered = resolve));
-    const holder = a.withTokenLock('acme', 'default', async () => {
-      entered();
-      await wasCut;
-      await a.saveToken('acme', 'default', token({ access_token: 'at-under-lost-lock' }));
-    });
-    await inside;
+    // Released (below) only once its session has been cut: the save under the lost lock comes after.
+    const { release: cut, holder } = await holdLock(a, 'acme', 'default', () => a.saveToken('acme', 'default', token({ access_token: 'at-under-lost-lock' })));
     const admin = await server().client();
     await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND granted AND database = (SELECT oid FROM pg_database WHERE datname = $2)`, [LOCK_NAMESPACE, name]);
     await admin.end();
