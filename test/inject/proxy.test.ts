@@ -20,6 +20,7 @@ import { makeCerts, SSE_EVENTS, startHttpsUpstream, type HttpsUpstream, type Tes
 import { deviceLogin, registryFrom, writeProviderConfig } from '../helpers/providerLogin.js';
 import { proxyCall, proxyRequest, type ProxyTarget } from '../helpers/proxyHttp.js';
 import { RawClient } from '../helpers/rawClient.js';
+import { waitForAudit } from '../helpers/auditFile.js';
 
 const API_KEY = `sk-inject-${randomBytes(12).toString('hex')}`;
 const PLACEHOLDER = 'credproxy-managed';
@@ -312,13 +313,8 @@ describe('inject proxy', { timeout: 60_000 }, () => {
     await new Promise((resolve) => child.once('close', resolve));
     expect(out.trim()).toBe('ECONNRESET');
     expect(upstream.requests.length).toBe(from);
-    const refused = await (async () => {
-      for (;;) {
-        const line = fs.readFileSync(auditFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.op === 'inject' && l.outcome === 'PEER_REFUSED');
-        if (line) return line;
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-    })();
+    const text = await waitForAudit(auditFile, /"op":"inject".*"outcome":"PEER_REFUSED"/);
+    const refused = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.op === 'inject' && l.outcome === 'PEER_REFUSED');
     expect(refused).toMatchObject({ peer: { uid: OTHER_UID } });
     expect((await proxyCall(g.inject.tcp!, 'GET', `/${g.inject.tcp!.key}/api/v1/models`)).status).toBe(200);
     await control.request('grant_close', { grant_id: g.grant_id });
