@@ -207,6 +207,23 @@ describe('limits and cancel', () => {
     b.close();
   });
 
+  it('times out each of several requests started at different moments, answering the ones in between', async () => {
+    // One deadline timer serves the connection: after the first timeout it waits for the next request's.
+    const store = new SlowStore(5_000);
+    await store.saveToken('slow', 'default', sampleToken());
+    await store.saveToken('anthropic', 'default', sampleToken());
+    const daemon = await startDaemon({ tokens: store, keys: store, socketPath: path.join(tempDir(), 'm.sock'), audit: 'off', limits: { operationTimeoutMs: 300 } });
+    const c = await RawClient.ready(daemon.socketPath);
+    c.send({ v: 2, id: 'first', op: 'get_token', payload: { provider: 'slow' } });
+    expect(await c.request('get_token', { provider: 'anthropic' }, 'between')).toMatchObject({ ok: true });
+    c.send({ v: 2, id: 'second', op: 'get_token', payload: { provider: 'slow' } });
+    const timedOut = { ok: false, code: 'INTERNAL_ERROR', error: 'Operation timed out' };
+    expect(await c.replyFor('first')).toMatchObject(timedOut);
+    expect(await c.replyFor('second')).toMatchObject(timedOut);
+    c.close();
+    await daemon.stop();
+  });
+
   it('times out a store operation with INTERNAL_ERROR "Operation timed out"', async () => {
     const store = new SlowStore(5_000);
     await store.saveToken('slow', 'default', sampleToken());
