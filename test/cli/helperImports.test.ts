@@ -4,7 +4,7 @@
  * store backends, OAuth, the server or native code. A module-load recorder (a real Node loader
  * hook) lists what importing each command module loads.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { builtinModules } from 'node:module';
 import os from 'node:os';
@@ -13,7 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sampleToken, startTestDaemon } from '../helpers/daemon.js';
-import { ROOT } from './cliHarness.js';
+import { makeSandbox, ROOT } from './cliHarness.js';
 
 const run = promisify(execFile);
 const RECORDER = path.join(ROOT, 'test', 'fixtures', 'load-recorder.mjs');
@@ -127,6 +127,31 @@ describe('the whole helper path through the CLI', () => {
       expect(modules.filter((u) => !u.endsWith('/cli/credproxy.cjs'))).toEqual([]);
     } finally {
       await d.stop();
+    }
+  });
+});
+
+describe('the daemon loads only what its store and grants use', () => {
+  it('`serve` on the file store loads neither the keyring library, the PostgreSQL client nor inject mode\'s undici', async () => {
+    const box = makeSandbox();
+    const log = path.join(tmp, 'serve.log');
+    try {
+      const child = spawn(process.execPath, ['--import', RECORDER, path.join(ROOT, 'dist', 'cli', 'main.js'), '--store', 'file', 'serve', '--socket', path.join(box.dir, 's.sock'), '--audit', 'off'], {
+        env: { ...box.env, CREDPROXY_LOAD_LOG: log },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      await new Promise<void>((resolve, reject) => {
+        child.stdout!.once('data', () => resolve());
+        child.once('exit', (code) => reject(new Error(`serve exited ${code}`)));
+      });
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+      const packages = new Set(fs.readFileSync(log, 'utf8').split('\n').filter((u) => u.startsWith(NODE_MODULES)).map((u) => u.slice(NODE_MODULES.length).split('/').slice(0, 2).join('/')));
+      // The loader sees the daemon's own modules: the test would notice if it saw none.
+      expect([...packages].some((p) => p.startsWith('zod'))).toBe(true);
+      expect([...packages].filter((p) => /^(@napi-rs\/|pg\/|pg-|undici\/)/.test(p))).toEqual([]);
+    } finally {
+      box.cleanup();
     }
   });
 });
