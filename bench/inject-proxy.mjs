@@ -3,7 +3,9 @@
 // keep-alive undici pools. Prints added latency per request (p50/p90/p99, sequential small GETs, over
 // the proxy's loopback TCP port and its Unix socket), time to the first streamed SSE byte, and body
 // throughput each way. Targets: ≤ 1 ms added at p50, throughput ≥ 0.8× direct.
-// Usage: node bench/inject-proxy.mjs [REQUESTS] [MIB]   (after `npm run build`)
+// Throughput rounds alternate the targets; ratios are medians of pairs taken in the same round, with
+// the daemon's CPU time per MiB beside them.
+// Usage: node bench/inject-proxy.mjs [REQUESTS] [MIB] [ROUNDS]   (after `npm run build`)
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -11,9 +13,11 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
+import { median, ratioSummary } from './lib/stats.mjs';
 
 const N = Number(process.argv[2] ?? 5000);
-const MIB = Number(process.argv[3] ?? 256);
+const MIB = Number(process.argv[3] ?? 128);
+const ROUNDS = Number(process.argv[4] ?? 5);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cp-bench-inj-'));
 
@@ -112,7 +116,7 @@ const targets = {
 };
 
 try {
-  console.log(`inject proxy vs direct HTTPS upstream (node ${process.version}, ${os.cpus().length} cpus, ${N} sequential requests, ${MIB} MiB bodies)`);
+  console.log(`inject proxy vs direct HTTPS upstream (node ${process.version}, ${os.cpus().length} cpus, ${N} sequential requests, ${ROUNDS} rounds of ${MIB} MiB bodies)`);
   const p50 = {};
   for (const [name, t] of Object.entries(targets)) {
     await latencies(t, Math.min(500, N)); // warm-up: connections, TLS, JIT
@@ -125,18 +129,33 @@ try {
     const s = await firstByte(t, 500);
     console.log(`  first byte  ${name.padEnd(10)} p50 ${pct(s, 50).toFixed(3)} ms  p99 ${pct(s, 99).toFixed(3)} ms (SSE)`);
   }
+  // Throughput: ROUNDS rounds, each a MIB transfer per target and direction in rotating order, so
+  // that the machine's drift moves direct and proxied alike; ratios are paired within a round.
   const bytes = MIB * 1048576;
-  const rate = {};
-  for (const [name, t] of Object.entries(targets)) {
-    await download(t, 16 * 1048576);
-    const cpu0 = { daemon: cpuSeconds(daemon.child.pid), upstream: cpuSeconds(upstream.child.pid), client: process.cpuUsage() };
-    rate[name] = { down: await download(t, bytes), up: await upload(t, bytes) };
-    const client = process.cpuUsage(cpu0.client);
-    const used = `cpu s: client ${((client.user + client.system) / 1e6).toFixed(2)}, daemon ${(cpuSeconds(daemon.child.pid) - cpu0.daemon).toFixed(2)}, upstream ${(cpuSeconds(upstream.child.pid) - cpu0.upstream).toFixed(2)}`;
-    console.log(`  throughput  ${name.padEnd(10)} down ${rate[name].down.toFixed(0)} MiB/s  up ${rate[name].up.toFixed(0)} MiB/s  (${used})`);
+  const names = Object.keys(targets);
+  const runs = Object.fromEntries(names.map((n) => [n, { down: [], up: [], cpuDown: [], cpuUp: [] }]));
+  for (const t of Object.values(targets)) await download(t, 16 * 1048576); // warm-up
+  for (let r = 0; r < ROUNDS; r++) {
+    const order = names.map((_, i) => names[(i + r) % names.length]);
+    for (const dir of ['down', 'up']) {
+      for (const name of order) {
+        const before = cpuSeconds(daemon.child.pid);
+        runs[name][dir].push(await (dir === 'down' ? download : upload)(targets[name], bytes));
+        // The daemon's CPU milliseconds per MiB moved.
+        runs[name][dir === 'down' ? 'cpuDown' : 'cpuUp'].push(((cpuSeconds(daemon.child.pid) - before) * 1000) / MIB);
+      }
+    }
+  }
+  for (const name of names) {
+    const x = runs[name];
+    const cpu = name === 'direct' ? '' : `  daemon cpu ${median(x.cpuDown).toFixed(2)} / ${median(x.cpuUp).toFixed(2)} ms per MiB`;
+    console.log(`  throughput  ${name.padEnd(10)} down ${median(x.down).toFixed(0).padStart(4)} MiB/s  up ${median(x.up).toFixed(0).padStart(4)} MiB/s (median of ${ROUNDS})${cpu}`);
   }
   for (const name of ['proxy tcp', 'proxy unix']) {
-    console.log(`  ratio       ${name.padEnd(10)} down ${(rate[name].down / rate.direct.down).toFixed(2)}×  up ${(rate[name].up / rate.direct.up).toFixed(2)}× direct (target ≥ 0.8×)`);
+    const down = ratioSummary(runs[name].down, runs.direct.down);
+    const up = ratioSummary(runs[name].up, runs.direct.up);
+    const f = (q) => `${q.median.toFixed(2)}× (${q.min.toFixed(2)}–${q.max.toFixed(2)})`;
+    console.log(`  ratio       ${name.padEnd(10)} down ${f(down)}  up ${f(up)} direct (target ≥ 0.8×)`);
   }
 } finally {
   for (const t of Object.values(targets)) await t.dispatcher.close();

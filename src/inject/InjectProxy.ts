@@ -41,15 +41,11 @@ export interface InjectProxyOptions {
 }
 
 
-/** Counts the bytes that pass. */
-function counter(add: (n: number) => void): Transform {
-  return new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      add(chunk.length);
-      done(null, chunk);
-    },
-  });
-}
+/**
+ * Buffered bytes per direction of a sandbox connection before the other side is paused: room for the
+ * TLS records of several reads to go out in one write.
+ */
+const STREAM_HWM = 256 * 1024;
 
 const TLS_FAILURE = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|HOSTNAME_MISMATCH|^ERR_TLS|^ERR_SSL|^EPROTO$/;
 
@@ -120,7 +116,7 @@ export class InjectProxy {
 
   private server(kind: 'unix' | 'tcp'): http.Server {
     // No request timeout: uploads and streamed answers may take as long as they take.
-    const server = http.createServer({ requestTimeout: 0 }, (req, res) => void this.handle(req, res, kind));
+    const server = http.createServer({ requestTimeout: 0, highWaterMark: STREAM_HWM }, (req, res) => void this.handle(req, res, kind));
     server.on('connection', (socket: net.Socket) => {
       if (!this.options.admit(socket, kind)) {
         socket.destroy();
@@ -246,6 +242,19 @@ export class InjectProxy {
   }
 }
 
+/**
+ * Counts the bytes that pass. A 'data' listener beside undici's reader cannot do it: it would start
+ * the body flowing before undici reads it, and the first chunks would be lost.
+ */
+function counter(add: (n: number) => void): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      add(chunk.length);
+      done(null, chunk);
+    },
+  });
+}
+
 /** The upstream's answer, or how it failed (already answered to the sandbox with a 502). */
 type Sent = { answer: Dispatcher.ResponseData } | { failed: Partial<AuditEvent> };
 
@@ -283,7 +292,20 @@ function respond(x: Exchange, answer: Dispatcher.ResponseData, finished: (err: E
   x.res.writeHead(answer.statusCode, sandboxResponseHeaders(answer.headers as http.IncomingHttpHeaders));
   // Headers first, so a streamed answer's first byte is not held back by them.
   x.res.flushHeaders();
+  // The upstream's TLS records (16 KiB at most) arrive one callback each, and each would be its own
+  // write to the sandbox's socket; the writes of one turn of the event loop go out together instead.
   // Counted beside the pipe rather than through a Transform: one stage less per chunk.
-  answer.body.on('data', (chunk: Buffer) => (x.down += chunk.length));
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    x.res.uncork();
+  };
+  answer.body.on('data', (chunk: Buffer) => {
+    x.down += chunk.length;
+    if (corked) return;
+    corked = true;
+    x.res.cork();
+    setImmediate(uncork);
+  });
   pipeline(answer.body, x.res, (err) => finished(err ?? null));
 }
