@@ -14,13 +14,26 @@ import { ProxyError } from '../protocol/errors.js';
 import type { AuditEvent, AuditLog } from '../server/audit.js';
 import { listenPrivately } from '../server/listen.js';
 import { sandboxResponseHeaders, UnsendableCredentialError, upstreamRequestHeaders } from './headers.js';
-import type { InjectCredentials } from './InjectCredentials.js';
+import { bindToken, TokenBindingError } from './bindToken.js';
+import type { Attachment, InjectCredentials } from './InjectCredentials.js';
 import type { ReplayBudget } from './replayBudget.js';
 import { matchRequest } from './routeMatcher.js';
 import type { Route } from './routeSchema.js';
 
 /** The largest request body kept for a replay after a 401 (OAuth routes). */
 export const REPLAY_LIMIT = 1024 * 1024;
+
+/** Who is on the other end of a proxy connection: the uid, and the pid where the kernel tells it (Unix sockets). */
+export interface InjectPeer {
+  uid: number;
+  pid?: number;
+}
+
+/** An admitted connection: its number among the daemon's connections, and its peer. */
+export interface AdmittedPeer {
+  conn: number;
+  peer: InjectPeer;
+}
 
 export interface InjectProxyOptions {
   grantId: string;
@@ -30,8 +43,8 @@ export interface InjectProxyOptions {
   dispatcherFor(route: Route): Dispatcher;
   audit: AuditLog;
   now: () => number;
-  /** Admission of a new connection (peer uid); false closes it unanswered. */
-  admit(socket: net.Socket, kind: 'unix' | 'tcp'): boolean;
+  /** Admission of a new connection by its peer (uid); null closes it unanswered. The peer goes in its audit lines. */
+  admit(socket: net.Socket, kind: 'unix' | 'tcp'): AdmittedPeer | null;
   /** Bytes of request bodies that may be kept for a 401 replay, shared by the daemon's proxies. */
   replayBudget: ReplayBudget;
   /** Open connections per listener. */
@@ -71,8 +84,7 @@ async function readAll(req: Readable): Promise<Buffer> {
 export class InjectProxy {
   private readonly routes: Map<string, Route>;
   private readonly servers: http.Server[] = [];
-  private readonly connIds = new WeakMap<net.Socket, number>();
-  private nextConn = 1;
+  private readonly conns = new WeakMap<net.Socket, AdmittedPeer>();
   /** The loopback port's path key (see listenTcp). */
   private readonly tcpKey = randomBytes(16).toString('hex');
 
@@ -118,11 +130,12 @@ export class InjectProxy {
     // No request timeout: uploads and streamed answers may take as long as they take.
     const server = http.createServer({ requestTimeout: 0, highWaterMark: STREAM_HWM }, (req, res) => void this.handle(req, res, kind));
     server.on('connection', (socket: net.Socket) => {
-      if (!this.options.admit(socket, kind)) {
+      const admitted = this.options.admit(socket, kind);
+      if (!admitted) {
         socket.destroy();
         return;
       }
-      this.connIds.set(socket, this.nextConn++);
+      this.conns.set(socket, admitted);
     });
     server.on('clientError', (_err, socket) => socket.destroy());
     // A sandbox must not be able to hold the daemon's memory or descriptors with idle connections.
@@ -135,13 +148,15 @@ export class InjectProxy {
   /** One proxied request, start to audit line; nothing it does may throw into the server. */
   private async handle(req: http.IncomingMessage, res: http.ServerResponse, kind: 'unix' | 'tcp'): Promise<void> {
     const started = this.options.now();
-    const x: Exchange = { req, res, method: (req.method ?? 'GET').toUpperCase(), up: 0, down: 0, aborted: new AbortController(), audit: {} };
+    const x: Exchange = { req, res, method: (req.method ?? 'GET').toUpperCase(), host: '', up: 0, down: 0, aborted: new AbortController(), audit: {} };
     res.once('close', () => {
       if (!res.writableFinished) x.aborted.abort();
     });
+    const conn = this.conns.get(req.socket);
     const done = (fields: Partial<AuditEvent>): void =>
       this.options.audit.record({
-        conn: this.connIds.get(req.socket) ?? 0,
+        conn: conn?.conn ?? 0,
+        ...(conn && { peer: conn.peer }),
         grant: this.options.grantId,
         op: 'inject',
         outcome: 'ok',
@@ -184,7 +199,7 @@ export class InjectProxy {
     const { route } = match;
     x.audit = { route: route.name, path: match.path };
 
-    let credential: string;
+    let credential: Attachment;
     try {
       credential = await this.options.credentials.current(route.credential, x.aborted.signal);
     } catch (err) {
@@ -209,13 +224,13 @@ export class InjectProxy {
   }
 
   /** The upstream's answer to the request, replayed once with a renewed token after a 401 when `replayable`. */
-  private async exchange(x: Exchange, route: Route, forward: string, credential: string, replayable: boolean): Promise<Sent> {
+  private async exchange(x: Exchange, route: Route, forward: string, credential: Attachment, replayable: boolean): Promise<Sent> {
     const body = await requestBody(x, replayable);
     let answer: Dispatcher.ResponseData;
     try {
       answer = await this.send(x, route, forward, body, credential);
       if (answer.statusCode === 401 && replayable) {
-        const renewed = await this.options.credentials.renewed(route.credential, credential, x.aborted.signal);
+        const renewed = await this.options.credentials.renewed(route.credential, credential.value, x.aborted.signal);
         if (renewed !== null) {
           await answer.body.dump();
           answer = await this.send(x, route, forward, body, renewed);
@@ -223,19 +238,26 @@ export class InjectProxy {
       }
     } catch (err) {
       if (x.aborted.signal.aborted || err instanceof UnsendableCredentialError) throw err;
-      const failure = upstreamFailure(err, new URL(route.upstream).host);
+      if (err instanceof TokenBindingError) {
+        refuse(x, 502, err.message);
+        return { failed: { status: 502, outcome: 'TOKEN_UNUSABLE' } };
+      }
+      const failure = upstreamFailure(err, x.host);
       refuse(x, 502, failure.reason);
       return { failed: { status: 502, outcome: failure.outcome } };
     }
     return { answer };
   }
 
-  private send(x: Exchange, route: Route, path: string, body: Buffer | Readable | null, credential: string): Promise<Dispatcher.ResponseData> {
+  /** One upstream request; `forward` is the path after the route's name, the upstream's base path goes in front. */
+  private send(x: Exchange, route: Route, forward: string, body: Buffer | Readable | null, credential: Attachment): Promise<Dispatcher.ResponseData> {
+    const binding = bindToken(route, credential.token);
+    x.host = binding.upstream.host;
     return this.options.dispatcherFor(route).request({
-      origin: new URL(route.upstream).origin,
-      path,
+      origin: binding.upstream.origin,
+      path: `${binding.upstream.pathname.replace(/\/+$/, '')}${forward}`,
       method: x.method as Dispatcher.HttpMethod,
-      headers: upstreamRequestHeaders(x.req.headers, route, credential),
+      headers: upstreamRequestHeaders(x.req.headers, route, credential.value, binding.headers),
       body,
       signal: x.aborted.signal,
     });
@@ -263,6 +285,8 @@ interface Exchange {
   req: http.IncomingMessage;
   res: http.ServerResponse;
   method: string;
+  /** The upstream host of the latest attempt (for a failure's reason). */
+  host: string;
   up: number;
   down: number;
   aborted: AbortController;

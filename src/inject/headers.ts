@@ -30,12 +30,15 @@ function dropped(headers: IncomingHttpHeaders, extra: readonly string[]): Set<st
   return drop;
 }
 
-/** What goes to the upstream: the sandbox's headers, sanitized, plus the route's headers and the credential. */
-export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, route: Route, credential: string): Record<string, string | string[]> {
+/**
+ * What goes to the upstream: the sandbox's headers, sanitized, plus the route's headers, the values
+ * of its tokenHeaders (`fromToken`, see bindToken: these replace what the sandbox sent) and the credential.
+ */
+export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, route: Route, credential: string, fromToken: Readonly<Record<string, string>> = {}): Record<string, string | string[]> {
   if (!HEADER_SAFE.test(credential)) throw new UnsendableCredentialError(`the credential of route ${route.name} cannot be sent in a header`);
   const header = route.header.toLowerCase();
   // host: the upstream's own, set by the client library; expect: Node answers 100-continue itself.
-  const drop = dropped(incoming, [header, 'host', 'expect']);
+  const drop = dropped(incoming, [header, 'host', 'expect', ...Object.keys(fromToken)]);
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(incoming)) {
     if (value === undefined || drop.has(name)) continue;
@@ -48,6 +51,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, route: Rou
     if (!items.includes(value)) items.push(value);
     out[name] = items.join(', ');
   }
+  Object.assign(out, fromToken);
   out[header] = route.format.replace('{}', credential);
   return out;
 }

@@ -7,7 +7,7 @@
 import type { AllowRule, Route } from './routeSchema.js';
 
 export type RouteMatch =
-  | { ok: true; route: Route; /** Upstream-relative path with the query. */ forward: string; /** Without the query (audit, allowlist). */ path: string }
+  | { ok: true; route: Route; /** The path after the route's name, with the query (the upstream's base path goes in front). */ forward: string; /** Without the query (audit, allowlist). */ path: string }
   | { ok: false; status: 400 | 403 | 404; reason: string; route?: string; path: string };
 
 /** Encoded '/', '\' and '.' and plain '\': ways around a path allowlist. */
@@ -58,6 +58,5 @@ export function matchRequest(routes: ReadonlyMap<string, Route>, method: string,
     return { ok: false, status: 400, reason: 'dot segments and encoded slashes are not forwarded', route: name, path };
   }
   if (!allows(route.allow, method, path)) return { ok: false, status: 403, reason: `${method} ${path.slice(0, 200)} is not allowed on route ${name}`, route: name, path };
-  const base = new URL(route.upstream).pathname.replace(/\/+$/, '');
-  return { ok: true, route, forward: `${base}${path}${query}`, path };
+  return { ok: true, route, forward: `${path}${query}`, path };
 }

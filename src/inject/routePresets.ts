@@ -39,5 +39,27 @@ export const ROUTE_PRESETS: ReadonlyMap<string, RouteInput> = new Map<string, Ro
       env: { GOOGLE_GEMINI_BASE_URL: '{url}', GEMINI_API_KEY: PLACEHOLDER },
     },
   ],
+  // ChatGPT-plan Codex: the Responses API under chatgpt.com's backend, for the account the token was
+  // issued to. Codex CLI's built-in provider reads OPENAI_BASE_URL and appends /responses.
+  [
+    'codex',
+    {
+      upstream: 'https://chatgpt.com/backend-api/codex',
+      credential: { provider: 'codex' },
+      tokenHeaders: { 'chatgpt-account-id': 'account_id' },
+      env: { OPENAI_BASE_URL: '{url}', OPENAI_API_KEY: PLACEHOLDER },
+    },
+  ],
+  // Qwen OAuth: each token names its API host in resource_url (portal.qwen.ai); the OpenAI-style API
+  // is under /v1 there. Qwen Code's default for a token without one is DashScope's compatible mode.
+  [
+    'qwen',
+    {
+      upstream: 'https://dashscope.aliyuncs.com/compatible-mode/v1',
+      credential: { provider: 'qwen' },
+      upstreamFrom: { field: 'resource_url', path: '/v1', hosts: ['*.qwen.ai', 'dashscope.aliyuncs.com', 'dashscope-intl.aliyuncs.com'] },
+      env: { OPENAI_BASE_URL: '{url}', OPENAI_API_KEY: PLACEHOLDER },
+    },
+  ],
   ['github', { upstream: 'https://api.github.com', credential: { provider: 'github' }, env: { GITHUB_API_URL: '{url}', GH_TOKEN: PLACEHOLDER } }],
 ]);

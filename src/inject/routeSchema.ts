@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { nameSchema } from '../protocol/messages.js';
 import { isAllowedEndpoint } from '../oauth/upstream.js';
+import { mayBePublic } from '../oauth/token.js';
 
 /** What a sandbox is handed instead of a credential: worthless when it leaks. */
 export const PLACEHOLDER = 'credproxy-managed';
@@ -27,6 +28,29 @@ const credential = z.union([
   z.strictObject({ key: nameSchema('key') }),
 ]);
 
+/** A field of the stored OAuth token that may leave the host: never a secret or host bookkeeping. */
+const tokenField = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be a token field name')
+  .refine(mayBePublic, 'names a secret, host-only or standard token field, which is never sent upstream');
+
+/** `api.example.com`, or `*.example.com` for its subdomains. */
+const hostPattern = z
+  .string()
+  .regex(/^(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*$/, 'must be a lower-case host name, or *.domain for its subdomains');
+
+/**
+ * The upstream named by a field of the stored token (Qwen's resource_url: each account has its own
+ * API host). A save_token from a sandbox with write access can set such a field, so the host must
+ * be in `hosts`: else the fresh access token would go wherever the sandbox pointed it.
+ */
+const upstreamFrom = z.strictObject({
+  field: tokenField,
+  hosts: z.array(hostPattern).min(1, 'must name at least one host'),
+  /** Appended when the field's URL does not already end with it (Qwen: the host's API is under /v1). */
+  path: z.string().regex(/^(\/[A-Za-z0-9._~-]+)+$/, 'must be a path such as /v1').optional(),
+});
+
 const allowRule = z.strictObject({
   method: z.string().regex(/^(\*|[A-Za-z]{1,16})$/, 'must be an HTTP method or *').transform((m) => m.toUpperCase()),
   /** Matched against the path after the route prefix, without the query; `*` matches anything. */
@@ -43,6 +67,10 @@ const routeFields = {
   format: headerValue.refine((f) => f.split('{}').length === 2, 'must contain {} (the credential) exactly once'),
   /** Set on every request; a value the sandbox sent for the same header is kept in front (comma list). */
   extraHeaders: z.record(headerName, headerValue),
+  /** Headers set from fields of the stored OAuth token (Codex: chatgpt-account-id from account_id); the sandbox's own are dropped. */
+  tokenHeaders: z.record(headerName, tokenField),
+  /** Where the upstream comes from when the token names it; `upstream` serves tokens without the field. */
+  upstreamFrom,
   /** Absent: every method and path; present: only these. */
   allow: z.array(allowRule).min(1, 'must name at least one rule (leave it out to allow everything)'),
   /** Set in the sandbox; `{url}` stands for the route's base URL there. */
@@ -57,10 +85,15 @@ export const routeSchema = z
     header: routeFields.header.default('Authorization'),
     format: routeFields.format.default('Bearer {}'),
     extraHeaders: routeFields.extraHeaders.default({}),
+    tokenHeaders: routeFields.tokenHeaders.default({}),
+    upstreamFrom: routeFields.upstreamFrom.optional(),
     allow: routeFields.allow.optional(),
     ca: routeFields.ca.optional(),
   })
-  .refine((r) => Object.keys(r.env).length > 0, { message: 'must set at least one variable', path: ['env'] });
+  .refine((r) => Object.keys(r.env).length > 0, { message: 'must set at least one variable', path: ['env'] })
+  .refine((r) => 'provider' in r.credential || Object.keys(r.tokenHeaders).length === 0, { message: 'needs an OAuth credential ({"provider": ...}): an API key has no token fields', path: ['tokenHeaders'] })
+  .refine((r) => 'provider' in r.credential || r.upstreamFrom === undefined, { message: 'needs an OAuth credential ({"provider": ...}): an API key has no token fields', path: ['upstreamFrom'] })
+  .refine((r) => !Object.keys(r.tokenHeaders).some((h) => h.toLowerCase() === r.header.toLowerCase()), { message: 'must not set the header that carries the credential', path: ['tokenHeaders'] });
 
 /** A config entry naming a preset changes some of its fields. */
 export const routeOverrideSchema = z.strictObject({
@@ -69,6 +102,8 @@ export const routeOverrideSchema = z.strictObject({
   header: routeFields.header.optional(),
   format: routeFields.format.optional(),
   extraHeaders: routeFields.extraHeaders.optional(),
+  tokenHeaders: routeFields.tokenHeaders.optional(),
+  upstreamFrom: routeFields.upstreamFrom.optional(),
   allow: routeFields.allow.optional(),
   env: routeFields.env.optional(),
   ca: routeFields.ca.optional(),

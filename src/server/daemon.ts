@@ -17,6 +17,7 @@ import { ReplayBudget } from '../inject/replayBudget.js';
 import { loopbackPeerUid } from '../inject/loopbackPeer.js';
 import { RouteTable } from '../inject/RouteTable.js';
 import type { UpstreamAgents } from '../inject/UpstreamAgents.js';
+import type { AdmittedPeer, InjectPeer } from '../inject/InjectProxy.js';
 import { presetRegistry } from '../oauth/config.js';
 import type { ProviderRegistry } from '../oauth/providerTypes.js';
 import { RefreshCoordinator, type RefreshTuning } from '../oauth/refreshCoordinator.js';
@@ -140,12 +141,18 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
   const upstreamAgents = (): Promise<UpstreamAgents> => (upstreams ??= import('../inject/UpstreamAgents.js').then((m) => new m.UpstreamAgents()));
   const routes = options.routes ?? RouteTable.presets();
   const credentials = new InjectCredentials({ tokens, keys: options.keys, refresher, ...(options.refreshWaitMs !== undefined && { refreshWaitMs: options.refreshWaitMs }) });
-  /** Inject proxies admit like the Unix listeners: the daemon's uid and the allowed ones (TCP: through /proc/net/tcp). */
-  const admitInject = (socket: net.Socket, kind: 'unix' | 'tcp'): boolean => {
-    const uid = kind === 'unix' ? (readPeerCredentials(socket)?.uid ?? null) : loopbackPeerUid(socket);
-    const ok = uid !== null && (uid === ownUid || allowUids.has(uid));
-    if (!ok) audit.record({ conn: 0, op: 'inject', outcome: uid === null ? 'PEER_UNKNOWN' : 'PEER_REFUSED', ...(uid !== null && { peer: { uid } }) });
-    return ok;
+  /**
+   * Inject proxies admit like the Unix listeners: the daemon's uid and the allowed ones (TCP: through
+   * /proc/net/tcp). The peer is kept for the connection's audit lines.
+   */
+  // One numbering for every connection of the daemon, proxy connections included: audit lines name them.
+  let nextConnId = 1;
+  const admitInject = (socket: net.Socket, kind: 'unix' | 'tcp'): AdmittedPeer | null => {
+    const uid = kind === 'unix' ? null : loopbackPeerUid(socket);
+    const peer: InjectPeer | null = kind === 'unix' ? readPeerCredentials(socket) : uid === null ? null : { uid };
+    if (peer && (peer.uid === ownUid || allowUids.has(peer.uid))) return { conn: nextConnId++, peer: { uid: peer.uid, ...(peer.pid !== undefined && { pid: peer.pid }) } };
+    audit.record({ conn: 0, op: 'inject', outcome: peer ? 'PEER_REFUSED' : 'PEER_UNKNOWN', ...(peer && { peer }) });
+    return null;
   };
   const control = new ControlPlane({
     inject: {
@@ -207,7 +214,6 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
     admin: control,
   };
   const dispatcher = new Dispatcher({ handlers: buildHandlers(login), services, audit, now });
-  let nextConnId = 1;
 
   /** Admission (PROTOCOL.md §7, §11): peer uid on every Unix listener, own uid only on the control socket, caps. */
   const accept = (socket: net.Socket, listener: ListenerSpec): void => {

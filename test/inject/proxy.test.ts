@@ -91,6 +91,15 @@ beforeAll(async () => {
         oauth: { upstream: upstream.url, credential: { provider: 'myidp' }, env: { OAUTH_BASE: '{url}/v1' }, ca: certs.caFile },
         wrongname: { upstream: wrongName.url, credential: { key: 'apikey' }, env: { X: '{url}' }, ca: certs.caFile },
         selfsigned: { upstream: selfSigned.url, credential: { key: 'apikey' }, env: { X: '{url}' } },
+        // Codex-like: a header from the token's account_id; Qwen-like: the upstream from its resource_url.
+        acct: { upstream: upstream.url, credential: { provider: 'myidp' }, tokenHeaders: { 'chatgpt-account-id': 'account_id' }, env: { ACCT_BASE: '{url}' }, ca: certs.caFile },
+        tokenhost: {
+          upstream: `${upstream.url}/fallback`,
+          credential: { provider: 'myidp' },
+          upstreamFrom: { field: 'resource_url', path: '/v1', hosts: ['127.0.0.1'] },
+          env: { TOKENHOST_BASE: '{url}' },
+          ca: certs.caFile,
+        },
       },
     },
     path.join(dir, 'config.json'),
@@ -137,6 +146,8 @@ describe('inject proxy', { timeout: 60_000 }, () => {
     const lines = await auditLines(2, g.grant_id);
     expect(lines[0]).toMatchObject({ op: 'inject', grant: g.grant_id, route: 'api', method: 'POST', path: '/v1/messages', status: 200, bytes_up: 17, outcome: 'ok' });
     expect(lines[0]!.bytes_down).toBe(JSON.stringify({ received: 17 }).length);
+    // The peer: over the Unix socket the kernel names the process, over the loopback port /proc/net/tcp names the uid.
+    expect(lines.map((l) => l.peer)).toEqual([{ uid: process.getuid!(), pid: process.pid }, { uid: process.getuid!() }]);
     expect(typeof lines[0]!.ms).toBe('number');
     expect(fs.readFileSync(auditFile, 'utf8')).not.toContain(API_KEY);
     await control.request('grant_close', { grant_id: g.grant_id });
@@ -235,6 +246,56 @@ describe('inject proxy', { timeout: 60_000 }, () => {
     expect(stored.access_token).not.toBe(login.access_token);
     expect(upstream.requests.slice(from).map((r) => r.headers.authorization)).toEqual([`Bearer ${login.access_token}`, `Bearer ${stored.access_token}`]);
     await control.request('grant_close', { grant_id: g.grant_id });
+  });
+
+  it('sends a header from the stored token in place of the sandbox\'s own, and fails closed with a 502 when the token lacks the field', async () => {
+    const login = await storeLogin('acct', (t) => ({ ...t, account_id: 'acct-42' }));
+    await storeLogin('noacct');
+    const g = await openGrant({ inject: [{ route: 'acct', bucket: 'acct' }] });
+    const from = upstream.requests.length;
+    const answer = await proxyCall(unix(g), 'GET', '/acct/v1/models', { headers: { authorization: `Bearer ${PLACEHOLDER}`, 'chatgpt-account-id': 'sandbox-chosen' } });
+    expect(answer.status).toBe(200);
+    expect(upstream.requests.slice(from).map((r) => [r.url, r.headers['chatgpt-account-id'], r.headers.authorization])).toEqual([['/v1/models', 'acct-42', `Bearer ${login.access_token}`]]);
+    await control.request('grant_close', { grant_id: g.grant_id });
+
+    const lacking = await openGrant({ inject: [{ route: 'acct', bucket: 'noacct' }] });
+    const failed = await proxyCall(unix(lacking), 'GET', '/acct/v1/models');
+    expect(failed.status).toBe(502);
+    expect(failed.body).toBe('credproxy: the token of route acct has no account_id, which the route sends in chatgpt-account-id\n');
+    expect(upstream.requests.length).toBe(from + 1);
+    expect((await auditLines(1, lacking.grant_id))[0]).toMatchObject({ route: 'acct', status: 502, outcome: 'TOKEN_UNUSABLE' });
+    await control.request('grant_close', { grant_id: lacking.grant_id });
+  });
+
+  it('takes the upstream from the stored token within the route\'s hosts, keeps it across a 401 refresh, and never sends the token to another host', async () => {
+    const login = await storeLogin('tokenhost', (t) => ({ ...t, resource_url: `127.0.0.1:${upstream.port}` }));
+    await storeLogin('elsewhere', (t) => ({ ...t, resource_url: `localhost:${upstream.port}` }));
+    await storeLogin('nohost');
+    upstream.refuse.add(`Bearer ${login.access_token}`);
+    const g = await openGrant({ inject: [{ route: 'tokenhost', bucket: 'tokenhost' }] });
+    const from = upstream.requests.length;
+    const answer = await proxyCall(unix(g), 'POST', '/tokenhost/messages', { headers: { 'content-type': 'application/json' }, body: '{"q":1}' });
+    expect(answer.status).toBe(200);
+    const stored = (await d.store.getToken('myidp', 'tokenhost'))!;
+    expect(stored.access_token).not.toBe(login.access_token);
+    expect(stored.resource_url).toBe(`127.0.0.1:${upstream.port}`);
+    expect(upstream.requests.slice(from).map((r) => [r.url, r.headers.authorization])).toEqual([
+      ['/v1/messages', `Bearer ${login.access_token}`],
+      ['/v1/messages', `Bearer ${stored.access_token}`],
+    ]);
+    await control.request('grant_close', { grant_id: g.grant_id });
+
+    const elsewhere = await openGrant({ inject: [{ route: 'tokenhost', bucket: 'elsewhere' }] });
+    const refused = await proxyCall(unix(elsewhere), 'GET', '/tokenhost/models');
+    expect(refused.status).toBe(502);
+    expect(refused.body).toBe("credproxy: the token of route tokenhost names an upstream in resource_url on host localhost, which is not among the route's hosts (127.0.0.1)\n");
+    expect(upstream.requests.length).toBe(from + 2);
+    await control.request('grant_close', { grant_id: elsewhere.grant_id });
+
+    const nohost = await openGrant({ inject: [{ route: 'tokenhost', bucket: 'nohost' }] });
+    expect((await proxyCall(unix(nohost), 'GET', '/tokenhost/models')).status).toBe(200);
+    expect(upstream.requests.slice(from + 2).map((r) => r.url)).toEqual(['/fallback/models']);
+    await control.request('grant_close', { grant_id: nohost.grant_id });
   });
 
   it('past the replay budget or the connection cap, a sandbox cannot make the daemon hold more: bodies stream (no replay), extra connections close', async () => {

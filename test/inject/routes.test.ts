@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { bindToken, TokenBindingError } from '../../src/inject/bindToken.js';
 import { sandboxResponseHeaders, upstreamRequestHeaders } from '../../src/inject/headers.js';
 import { matchRequest } from '../../src/inject/routeMatcher.js';
 import { RouteError, RouteTable } from '../../src/inject/RouteTable.js';
@@ -33,11 +34,13 @@ function configError(routes: unknown): string {
 describe('route table', () => {
   it('has the presets of PROVIDERS.md with their header rules and placeholders', () => {
     const t = RouteTable.presets();
-    expect(t.names()).toEqual(['anthropic', 'anthropic-oauth', 'gemini', 'github', 'openai']);
+    expect(t.names()).toEqual(['anthropic', 'anthropic-oauth', 'codex', 'gemini', 'github', 'openai', 'qwen']);
     expect(t.definition('anthropic')).toMatchObject({ upstream: 'https://api.anthropic.com', credential: { key: 'anthropic' }, header: 'x-api-key', format: '{}', env: { ANTHROPIC_BASE_URL: '{url}', ANTHROPIC_API_KEY: 'credproxy-managed' } });
     expect(t.definition('anthropic-oauth')).toMatchObject({ credential: { provider: 'anthropic' }, header: 'Authorization', format: 'Bearer {}', extraHeaders: { 'anthropic-beta': 'oauth-2025-04-20' }, env: { ANTHROPIC_AUTH_TOKEN: 'credproxy-managed' } });
     expect(t.definition('openai')).toMatchObject({ header: 'Authorization', format: 'Bearer {}', env: { OPENAI_BASE_URL: '{url}/v1', OPENAI_API_KEY: 'credproxy-managed' } });
     expect(t.definition('gemini')).toMatchObject({ header: 'x-goog-api-key', format: '{}', env: { GOOGLE_GEMINI_BASE_URL: '{url}', GEMINI_API_KEY: 'credproxy-managed' } });
+    expect(t.definition('codex')).toMatchObject({ upstream: 'https://chatgpt.com/backend-api/codex', credential: { provider: 'codex' }, format: 'Bearer {}', tokenHeaders: { 'chatgpt-account-id': 'account_id' }, env: { OPENAI_BASE_URL: '{url}', OPENAI_API_KEY: 'credproxy-managed' } });
+    expect(t.definition('qwen')).toMatchObject({ credential: { provider: 'qwen' }, format: 'Bearer {}', upstreamFrom: { field: 'resource_url', path: '/v1' }, env: { OPENAI_BASE_URL: '{url}' } });
     expect(t.definition('github')).toMatchObject({ upstream: 'https://api.github.com', credential: { provider: 'github' }, env: { GITHUB_API_URL: '{url}', GH_TOKEN: 'credproxy-managed' } });
   });
 
@@ -92,9 +95,9 @@ describe('route matcher', () => {
   const t = table({ internal: custom });
   const routes = new Map<string, Route>(t.resolve([{ route: 'internal' }, { route: 'openai' }]).map((r) => [r.name, r]));
 
-  it('forwards an allowed request under the upstream path, with its query', () => {
-    expect(matchRequest(routes, 'POST', '/internal/v1/messages?beta=true')).toMatchObject({ ok: true, forward: '/api/v1/messages?beta=true', path: '/v1/messages' });
-    expect(matchRequest(routes, 'POST', '/internal/v1/messages/count_tokens')).toMatchObject({ ok: true, forward: '/api/v1/messages/count_tokens' });
+  it('forwards an allowed request\'s path after the route name, with its query', () => {
+    expect(matchRequest(routes, 'POST', '/internal/v1/messages?beta=true')).toMatchObject({ ok: true, forward: '/v1/messages?beta=true', path: '/v1/messages' });
+    expect(matchRequest(routes, 'POST', '/internal/v1/messages/count_tokens')).toMatchObject({ ok: true, forward: '/v1/messages/count_tokens' });
     expect(matchRequest(routes, 'DELETE', '/openai/v1/files/x')).toMatchObject({ ok: true, forward: '/v1/files/x' });
     expect(matchRequest(routes, 'GET', '/openai')).toMatchObject({ ok: true, forward: '/' });
   });
@@ -116,6 +119,64 @@ describe('route matcher', () => {
       expect(matchRequest(routes, 'POST', sneaky)).toMatchObject({ ok: false, status: 400 });
     }
     expect(matchRequest(routes, 'POST', '/internal/v1/messages')).toMatchObject({ ok: true });
+  });
+});
+
+describe('token binding (upstream and headers from the stored token)', () => {
+  const t = table({
+    internal: custom,
+    tokenhost: { ...custom, upstream: 'https://fallback.test/base', upstreamFrom: { field: 'resource_url', path: '/v1', hosts: ['*.qwen.test', 'exact.test'] }, tokenHeaders: { 'X-Account': 'account_id' } },
+  });
+  const [internal, tokenhost] = t.resolve([{ route: 'internal' }, { route: 'tokenhost' }]);
+  const token = (fields: Record<string, unknown>) => ({ access_token: 'a', expiry: 1, token_type: 'Bearer', account_id: 'acct-1', ...fields });
+  const upstreamOf = (fields: Record<string, unknown>) => bindToken(tokenhost!, token(fields)).upstream.href;
+  const refusal = (fields: Record<string, unknown>): string => {
+    try {
+      bindToken(tokenhost!, token(fields));
+    } catch (err) {
+      expect(err).toBeInstanceOf(TokenBindingError);
+      return (err as Error).message;
+    }
+    throw new Error('expected a TokenBindingError');
+  };
+
+  it('keeps the configured upstream and its base path when the route takes nothing from the token', () => {
+    expect(bindToken(internal!, null)).toEqual({ upstream: new URL('https://llm.example.test/api'), headers: {} });
+  });
+
+  it('takes the upstream from the token field (a host or a URL), adding the path unless it is there, and falls back without the field', () => {
+    expect(upstreamOf({ resource_url: 'portal.qwen.test' })).toBe('https://portal.qwen.test/v1');
+    expect(upstreamOf({ resource_url: 'https://portal.qwen.test/v1' })).toBe('https://portal.qwen.test/v1');
+    expect(upstreamOf({ resource_url: 'https://exact.test:8443/' })).toBe('https://exact.test:8443/v1');
+    expect(upstreamOf({})).toBe('https://fallback.test/base');
+    expect(upstreamOf({ resource_url: '' })).toBe('https://fallback.test/base');
+    expect(bindToken(tokenhost!, token({})).headers).toEqual({ 'x-account': 'acct-1' });
+  });
+
+  it('refuses a token that would send the credential to a host outside the route\'s hosts, or over plain http', () => {
+    expect(refusal({ resource_url: 'evil.test' })).toBe('the token of route tokenhost names an upstream in resource_url on host evil.test, which is not among the route\'s hosts (*.qwen.test, exact.test)');
+    // A suffix match needs the dot: "notqwen.test" is not a subdomain of qwen.test.
+    expect(refusal({ resource_url: 'notqwen.test' })).toMatch(/host notqwen\.test, which is not among/);
+    expect(refusal({ resource_url: 'qwen.test' })).toMatch(/not among/);
+    expect(refusal({ resource_url: 'http://portal.qwen.test' })).toMatch(/not an https URL/);
+    expect(refusal({ resource_url: 'https://user:pw@portal.qwen.test' })).toMatch(/not an https URL without credentials/);
+    expect(refusal({ resource_url: 'https://portal.qwen.test/?x=1' })).toMatch(/without credentials or query/);
+    expect(refusal({ resource_url: 'exa mple.test' })).toMatch(/resource_url that is not a host name or URL/);
+  });
+
+  it('refuses a token without a field the route sends, or with one that would split a header', () => {
+    expect(refusal({ account_id: undefined })).toBe('the token of route tokenhost has no account_id, which the route sends in X-Account');
+    expect(refusal({ account_id: 'a\r\nInjected: 1' })).toBe('the account_id of the token of route tokenhost cannot be sent in a header');
+  });
+
+  it('refuses token fields on API-key routes, secret fields, and a token header that is the credential header', () => {
+    expect(configError({ x: { ...custom, credential: { key: 'k' }, tokenHeaders: { 'x-a': 'account_id' } } })).toMatch(/routes\.x\.tokenHeaders: needs an OAuth credential/);
+    expect(configError({ x: { ...custom, credential: { key: 'k' }, upstreamFrom: { field: 'resource_url', hosts: ['a.test'] } } })).toMatch(/routes\.x\.upstreamFrom: needs an OAuth credential/);
+    expect(configError({ x: { ...custom, tokenHeaders: { 'x-a': 'refresh_token' } } })).toMatch(/routes\.x\.tokenHeaders\.x-a: names a secret/);
+    expect(configError({ x: { ...custom, upstreamFrom: { field: 'obtained_at', hosts: ['a.test'] } } })).toMatch(/routes\.x\.upstreamFrom\.field: names a secret, host-only/);
+    expect(configError({ x: { ...custom, upstreamFrom: { field: 'resource_url', hosts: [] } } })).toMatch(/routes\.x\.upstreamFrom\.hosts: must name at least one host/);
+    expect(configError({ x: { ...custom, upstreamFrom: { field: 'resource_url', hosts: ['*'] } } })).toMatch(/routes\.x\.upstreamFrom\.hosts\.0: must be a lower-case host name/);
+    expect(configError({ x: { ...custom, tokenHeaders: { authorization: 'account_id' } } })).toMatch(/routes\.x\.tokenHeaders: must not set the header that carries the credential/);
   });
 });
 
