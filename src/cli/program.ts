@@ -13,6 +13,7 @@ const COMMANDS: ReadonlyArray<readonly [string, () => Promise<Command>]> = [
   ['serve', async () => (await import('./commands/serve.js')).serveCommand()],
   ['login', async () => (await import('./commands/login.js')).loginCommand()],
   ['providers', async () => (await import('./commands/providers.js')).providersCommand()],
+  ['routes', async () => (await import('./commands/routes.js')).routesCommand()],
   ['import', async () => (await import('./commands/import.js')).importCommand()],
   ['token', async () => (await import('./commands/token.js')).tokenCommand()],
   ['logout', async () => (await import('./commands/logout.js')).logoutCommand()],

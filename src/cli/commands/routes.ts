@@ -1,0 +1,69 @@
+/** `credproxy routes`: the injection routes this host serves — presets, changed presets and custom ones. */
+import { Command } from 'commander';
+import { ROUTE_PRESETS } from '../../inject/routePresets.js';
+import type { RouteDefinition } from '../../inject/routeSchema.js';
+import { routeTableFromConfig } from '../util/routeConfig.js';
+
+/** One route as `routes --json` prints it: where it goes and what it attaches, never a credential. */
+export interface RouteListing {
+  name: string;
+  kind: 'preset' | 'custom';
+  upstream: string;
+  /** The token field that names the upstream, and the hosts it may name. */
+  upstreamFrom?: { field: string; hosts: string[] };
+  /** `provider P[/B]` or `key NAME`. */
+  credential: string;
+  header: string;
+  /** Variable names set in the program. */
+  env: string[];
+  /** Allowlist rules as `METHOD /path`; absent: everything. */
+  allow?: string[];
+}
+
+function credentialText(c: RouteDefinition['credential']): string {
+  return 'key' in c ? `key ${c.key}` : `provider ${c.provider}${c.bucket !== undefined ? `/${c.bucket}` : ''}`;
+}
+
+function listing(name: string, r: RouteDefinition): RouteListing {
+  return {
+    name,
+    kind: ROUTE_PRESETS.has(name) ? 'preset' : 'custom',
+    upstream: r.upstream,
+    ...(r.upstreamFrom && { upstreamFrom: { field: r.upstreamFrom.field, hosts: [...r.upstreamFrom.hosts] } }),
+    credential: credentialText(r.credential),
+    header: r.header,
+    env: Object.keys(r.env),
+    ...(r.allow && { allow: r.allow.map((a) => `${a.method} ${a.path}`) }),
+  };
+}
+
+/** A table: NAME, KIND, CREDENTIAL → HEADER, UPSTREAM. */
+export function renderRoutes(routes: RouteListing[]): string {
+  const rows = [
+    ['NAME', 'KIND', 'CREDENTIAL', 'HEADER', 'UPSTREAM'],
+    ...routes.map((r) => [r.name, r.kind, r.credential, r.header, r.upstreamFrom ? `token's ${r.upstreamFrom.field}, else ${r.upstream}` : r.upstream]),
+  ];
+  const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i]!.length)));
+  return `${rows.map((row) => row.map((cell, i) => (i < 4 ? cell.padEnd(widths[i]!) : cell)).join('  ').trimEnd()).join('\n')}\n`;
+}
+
+export function routesCommand(): Command {
+  return new Command('routes')
+    .description('list the injection routes (presets and the config file\'s routes) for run --inject')
+    .option('--json', 'print {"routes": [{name, kind, upstream, upstreamFrom?, credential, header, env, allow?}]}')
+    .option('--config <file>', 'route configuration (default DATA_DIR/config.json)')
+    .addHelpText(
+      'after',
+      `
+Reads and checks this machine's configuration (the "routes" section beside "providers"), so run it on
+the host. A route is used with: credproxy run --inject ROUTE[:BUCKET] -- COMMAND`,
+    )
+    .action((opts: { json?: boolean; config?: string }) => {
+      const table = routeTableFromConfig(opts.config);
+      const routes = table
+        .names()
+        .map((name) => listing(name, table.definition(name)!))
+        .sort((a, b) => (a.kind === b.kind ? a.name.localeCompare(b.name) : a.kind === 'preset' ? -1 : 1));
+      process.stdout.write(opts.json ? `${JSON.stringify({ routes }, null, 2)}\n` : renderRoutes(routes));
+    });
+}
