@@ -39,6 +39,8 @@ export class RouteTable {
     private readonly routes: ReadonlyMap<string, RouteDefinition>,
     /** PEM text of each route's `ca`, read at load. */
     private readonly cas: ReadonlyMap<string, string>,
+    /** Presets the config file changed. */
+    private readonly overridden: ReadonlySet<string>,
   ) {}
 
   /** The presets with the `routes` section of a parsed config file applied; throws ConfigError. */
@@ -46,13 +48,19 @@ export class RouteTable {
     const section = config !== null && typeof config === 'object' && !Array.isArray(config) ? ((config as Record<string, unknown>).routes ?? {}) : {};
     if (section === null || typeof section !== 'object' || Array.isArray(section)) throw new ConfigError(`Invalid config file ${source}: routes must be an object`);
     const inputs = new Map<string, RouteInput>(ROUTE_PRESETS);
+    const overridden = new Set<string>();
     for (const [name, entry] of Object.entries(section as Record<string, unknown>)) {
       if (!routeName.safeParse(name).success) throw new ConfigError(`Invalid config file ${source}: routes.${name}: route names ${ruleText('key')}`);
       const preset = ROUTE_PRESETS.get(name);
       if (preset) {
         const override = routeOverrideSchema.safeParse(entry);
         if (!override.success) throw new ConfigError(issuesText(source, `routes.${name}`, override.error.issues));
-        inputs.set(name, { ...preset, ...withoutUndefined(override.data) });
+        const { upstreamFrom, ...rest } = override.data;
+        const changed: RouteInput = { ...preset, ...withoutUndefined(rest) };
+        if (upstreamFrom === null) delete changed.upstreamFrom;
+        else if (upstreamFrom !== undefined) changed.upstreamFrom = upstreamFrom;
+        inputs.set(name, changed);
+        overridden.add(name);
       } else {
         inputs.set(name, entry as RouteInput);
       }
@@ -69,7 +77,7 @@ export class RouteTable {
       if (parsed.data.ca !== undefined) cas.set(name, readCa(path.resolve(path.dirname(source), parsed.data.ca), source, name));
       routes.set(name, parsed.data);
     }
-    return new RouteTable(routes, cas);
+    return new RouteTable(routes, cas, overridden);
   }
 
   /** The presets alone. */
@@ -83,6 +91,11 @@ export class RouteTable {
 
   definition(name: string): RouteDefinition | undefined {
     return this.routes.get(name);
+  }
+
+  /** Where a route comes from: a preset as built in, a preset the config file changed, or the config file. */
+  kindOf(name: string): 'preset' | 'changed' | 'custom' {
+    return !ROUTE_PRESETS.has(name) ? 'custom' : this.overridden.has(name) ? 'changed' : 'preset';
   }
 
   /** PEM roots trusted for this route besides the system's, if its `ca` names a file. */

@@ -23,6 +23,7 @@ export interface Binding {
 
 const HEADER_SAFE = /^[\x20-\x7e]{1,1024}$/;
 
+/** `host` is URL.host: the name, and the port when it is not the default. */
 function hostAllowed(patterns: readonly string[], host: string): boolean {
   return patterns.some((p) => (p.startsWith('*.') ? host.endsWith(p.slice(1)) && host.length > p.length - 1 : host === p));
 }
@@ -48,11 +49,14 @@ function upstreamOf(route: Route, token: StoredToken | null): URL {
   if (!isAllowedEndpoint(url.href) || url.username || url.password || url.search || url.hash) {
     throw new TokenBindingError(`${fault} that is not an https URL without credentials or query`);
   }
-  if (!hostAllowed(from.hosts, url.hostname)) {
-    throw new TokenBindingError(`${fault} on host ${url.hostname}, which is not among the route's hosts (${from.hosts.join(', ')})`);
+  if (!hostAllowed(from.hosts, url.host)) {
+    throw new TokenBindingError(`${fault} on host ${url.host}, which is not among the route's hosts (${from.hosts.join(', ')})`);
   }
+  // The token picks the host, never the path: a path of its own would move the credential past what
+  // the route's allowlist (matched after the route name) was written for.
   const base = url.pathname.replace(/\/+$/, '');
-  if (from.path !== undefined && !base.endsWith(from.path)) url.pathname = `${base}${from.path}`;
+  if (base !== '' && base !== from.path) throw new TokenBindingError(`${fault} with a path other than ${from.path ?? '/'}`);
+  url.pathname = from.path ?? '/';
   return url;
 }
 

@@ -34,10 +34,13 @@ const tokenField = z
   .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be a token field name')
   .refine(mayBePublic, 'names a secret, host-only or standard token field, which is never sent upstream');
 
-/** `api.example.com`, or `*.example.com` for its subdomains. */
+/**
+ * `api.example.com`, or `*.example.com` for its subdomains (two labels at least: not `*.com`); with
+ * `:PORT` for an upstream off the default port (tests). The token's host, port included, must match.
+ */
 const hostPattern = z
   .string()
-  .regex(/^(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*$/, 'must be a lower-case host name, or *.domain for its subdomains');
+  .regex(/^(\*\.[a-z0-9-]+(\.[a-z0-9-]+)+|[a-z0-9-]+(\.[a-z0-9-]+)*)(:\d{1,5})?$/, 'must be a lower-case host name, or *.domain.tld for its subdomains, with an optional :port');
 
 /**
  * The upstream named by a field of the stored token (Qwen's resource_url: each account has its own
@@ -103,7 +106,8 @@ export const routeOverrideSchema = z.strictObject({
   format: routeFields.format.optional(),
   extraHeaders: routeFields.extraHeaders.optional(),
   tokenHeaders: routeFields.tokenHeaders.optional(),
-  upstreamFrom: routeFields.upstreamFrom.optional(),
+  /** null removes the preset's (a preset route pointed at one fixed upstream). */
+  upstreamFrom: routeFields.upstreamFrom.nullable().optional(),
   allow: routeFields.allow.optional(),
   env: routeFields.env.optional(),
   ca: routeFields.ca.optional(),

@@ -27,10 +27,10 @@ describe('routes', () => {
     expect(lines[0]).toMatch(/^NAME\s+KIND\s+CREDENTIAL\s+HEADER\s+UPSTREAM$/);
     expect(lines.slice(1).map((l) => l.split(/\s+/)[0])).toEqual(PRESETS);
     expect(r.stdout).toMatch(/^anthropic\s+preset\s+key anthropic\s+x-api-key\s+https:\/\/api\.anthropic\.com$/m);
-    expect(r.stdout).toMatch(/^qwen\s+preset\s+provider qwen\s+Authorization\s+token's resource_url, else https:\/\/dashscope\.aliyuncs\.com\/compatible-mode\/v1$/m);
+    expect(r.stdout).toMatch(/^qwen\s+preset\s+provider qwen\s+Authorization\s+https:\/\/<token's resource_url>\/v1, else https:\/\/dashscope\.aliyuncs\.com\/compatible-mode\/v1$/m);
   });
 
-  it('--json lists a changed preset and a custom route after the presets', async () => {
+  it('--json marks a changed preset and lists a custom route after the presets', async () => {
     writeConfig({
       routes: {
         anthropic: { allow: [{ method: 'POST', path: '/v1/messages*' }] },
@@ -41,9 +41,9 @@ describe('routes', () => {
     expect(r.code, r.stderr).toBe(0);
     const { routes } = JSON.parse(r.stdout) as { routes: Array<Record<string, unknown>> };
     expect(routes.map((x) => x.name)).toEqual([...PRESETS, 'internal']);
-    expect(routes.find((x) => x.name === 'anthropic')).toEqual({ name: 'anthropic', kind: 'preset', upstream: 'https://api.anthropic.com', credential: 'key anthropic', header: 'x-api-key', env: ['ANTHROPIC_BASE_URL', 'ANTHROPIC_API_KEY'], allow: ['POST /v1/messages*'] });
+    expect(routes.find((x) => x.name === 'anthropic')).toEqual({ name: 'anthropic', kind: 'changed', upstream: 'https://api.anthropic.com', credential: 'key anthropic', header: 'x-api-key', env: ['ANTHROPIC_BASE_URL', 'ANTHROPIC_API_KEY'], allow: ['POST /v1/messages*'] });
     expect(routes.at(-1)).toEqual({ name: 'internal', kind: 'custom', upstream: 'https://llm.corp.test/api', credential: 'provider my-idp/work', header: 'Authorization', env: ['LLM_BASE_URL', 'LLM_API_KEY'] });
-    expect(routes.find((x) => x.name === 'qwen')).toMatchObject({ upstreamFrom: { field: 'resource_url', hosts: ['*.qwen.ai', 'dashscope.aliyuncs.com', 'dashscope-intl.aliyuncs.com'] } });
+    expect(routes.find((x) => x.name === 'qwen')).toMatchObject({ kind: 'preset', upstreamFrom: { field: 'resource_url', hosts: ['*.qwen.ai', 'dashscope.aliyuncs.com', 'dashscope-intl.aliyuncs.com'], path: '/v1' } });
   });
 
   it('a bad route is one error line naming the file and the field; a missing --config file is an error', async () => {

@@ -96,7 +96,7 @@ beforeAll(async () => {
         tokenhost: {
           upstream: `${upstream.url}/fallback`,
           credential: { provider: 'myidp' },
-          upstreamFrom: { field: 'resource_url', path: '/v1', hosts: ['127.0.0.1'] },
+          upstreamFrom: { field: 'resource_url', path: '/v1', hosts: [`127.0.0.1:${upstream.port}`] },
           env: { TOKENHOST_BASE: '{url}' },
           ca: certs.caFile,
         },
@@ -288,7 +288,7 @@ describe('inject proxy', { timeout: 60_000 }, () => {
     const elsewhere = await openGrant({ inject: [{ route: 'tokenhost', bucket: 'elsewhere' }] });
     const refused = await proxyCall(unix(elsewhere), 'GET', '/tokenhost/models');
     expect(refused.status).toBe(502);
-    expect(refused.body).toBe("credproxy: the token of route tokenhost names an upstream in resource_url on host localhost, which is not among the route's hosts (127.0.0.1)\n");
+    expect(refused.body).toBe(`credproxy: the token of route tokenhost names an upstream in resource_url on host localhost:${upstream.port}, which is not among the route's hosts (127.0.0.1:${upstream.port})\n`);
     expect(upstream.requests.length).toBe(from + 2);
     await control.request('grant_close', { grant_id: elsewhere.grant_id });
 

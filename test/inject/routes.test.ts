@@ -125,7 +125,7 @@ describe('route matcher', () => {
 describe('token binding (upstream and headers from the stored token)', () => {
   const t = table({
     internal: custom,
-    tokenhost: { ...custom, upstream: 'https://fallback.test/base', upstreamFrom: { field: 'resource_url', path: '/v1', hosts: ['*.qwen.test', 'exact.test'] }, tokenHeaders: { 'X-Account': 'account_id' } },
+    tokenhost: { ...custom, upstream: 'https://fallback.test/base', upstreamFrom: { field: 'resource_url', path: '/v1', hosts: ['*.qwen.test', 'exact.test', 'exact.test:8443'] }, tokenHeaders: { 'X-Account': 'account_id' } },
   });
   const [internal, tokenhost] = t.resolve([{ route: 'internal' }, { route: 'tokenhost' }]);
   const token = (fields: Record<string, unknown>) => ({ access_token: 'a', expiry: 1, token_type: 'Bearer', account_id: 'acct-1', ...fields });
@@ -154,13 +154,18 @@ describe('token binding (upstream and headers from the stored token)', () => {
   });
 
   it('refuses a token that would send the credential to a host outside the route\'s hosts, or over plain http', () => {
-    expect(refusal({ resource_url: 'evil.test' })).toBe('the token of route tokenhost names an upstream in resource_url on host evil.test, which is not among the route\'s hosts (*.qwen.test, exact.test)');
+    expect(refusal({ resource_url: 'evil.test' })).toBe('the token of route tokenhost names an upstream in resource_url on host evil.test, which is not among the route\'s hosts (*.qwen.test, exact.test, exact.test:8443)');
+    // The port is part of the host: an allowed name on another port is another upstream.
+    expect(refusal({ resource_url: 'portal.qwen.test:8443' })).toMatch(/on host portal\.qwen\.test:8443, which is not among/);
     // A suffix match needs the dot: "notqwen.test" is not a subdomain of qwen.test.
     expect(refusal({ resource_url: 'notqwen.test' })).toMatch(/host notqwen\.test, which is not among/);
     expect(refusal({ resource_url: 'qwen.test' })).toMatch(/not among/);
     expect(refusal({ resource_url: 'http://portal.qwen.test' })).toMatch(/not an https URL/);
     expect(refusal({ resource_url: 'https://user:pw@portal.qwen.test' })).toMatch(/not an https URL without credentials/);
     expect(refusal({ resource_url: 'https://portal.qwen.test/?x=1' })).toMatch(/without credentials or query/);
+    // The token picks the host, never the path the credential goes to there.
+    expect(refusal({ resource_url: 'https://portal.qwen.test/api/admin' })).toBe('the token of route tokenhost names an upstream in resource_url with a path other than /v1');
+    expect(refusal({ resource_url: 'https://portal.qwen.test/a%2f..%2fadmin' })).toMatch(/with a path other than \/v1/);
     expect(refusal({ resource_url: 'exa mple.test' })).toMatch(/resource_url that is not a host name or URL/);
   });
 
@@ -169,13 +174,26 @@ describe('token binding (upstream and headers from the stored token)', () => {
     expect(refusal({ account_id: 'a\r\nInjected: 1' })).toBe('the account_id of the token of route tokenhost cannot be sent in a header');
   });
 
+  it('a preset override can drop the token-named upstream (null) to pin one upstream, or change it', () => {
+    const pinned = table({ qwen: { upstream: 'https://gateway.corp.test/qwen/v1', upstreamFrom: null } });
+    expect(pinned.definition('qwen')!.upstreamFrom).toBeUndefined();
+    expect(bindToken(pinned.resolve([{ route: 'qwen' }])[0]!, token({ resource_url: 'portal.qwen.ai' })).upstream.href).toBe('https://gateway.corp.test/qwen/v1');
+    expect(table({ qwen: { credential: { key: 'dashscope' }, upstreamFrom: null } }).definition('qwen')!.credential).toEqual({ key: 'dashscope' });
+    expect(configError({ qwen: { credential: { key: 'dashscope' } } })).toMatch(/routes\.qwen\.upstreamFrom: needs an OAuth credential/);
+    expect(table({ qwen: { upstreamFrom: { field: 'resource_url', hosts: ['portal.qwen.ai'] } } }).definition('qwen')!.upstreamFrom).toEqual({ field: 'resource_url', hosts: ['portal.qwen.ai'] });
+    expect(pinned.kindOf('qwen')).toBe('changed');
+    expect(pinned.kindOf('codex')).toBe('preset');
+  });
+
   it('refuses token fields on API-key routes, secret fields, and a token header that is the credential header', () => {
     expect(configError({ x: { ...custom, credential: { key: 'k' }, tokenHeaders: { 'x-a': 'account_id' } } })).toMatch(/routes\.x\.tokenHeaders: needs an OAuth credential/);
     expect(configError({ x: { ...custom, credential: { key: 'k' }, upstreamFrom: { field: 'resource_url', hosts: ['a.test'] } } })).toMatch(/routes\.x\.upstreamFrom: needs an OAuth credential/);
     expect(configError({ x: { ...custom, tokenHeaders: { 'x-a': 'refresh_token' } } })).toMatch(/routes\.x\.tokenHeaders\.x-a: names a secret/);
     expect(configError({ x: { ...custom, upstreamFrom: { field: 'obtained_at', hosts: ['a.test'] } } })).toMatch(/routes\.x\.upstreamFrom\.field: names a secret, host-only/);
     expect(configError({ x: { ...custom, upstreamFrom: { field: 'resource_url', hosts: [] } } })).toMatch(/routes\.x\.upstreamFrom\.hosts: must name at least one host/);
-    expect(configError({ x: { ...custom, upstreamFrom: { field: 'resource_url', hosts: ['*'] } } })).toMatch(/routes\.x\.upstreamFrom\.hosts\.0: must be a lower-case host name/);
+    for (const broad of ['*', '*.com', 'Portal.test', 'a.test:port']) {
+      expect(configError({ x: { ...custom, upstreamFrom: { field: 'resource_url', hosts: [broad] } } })).toMatch(/routes\.x\.upstreamFrom\.hosts\.0: must be a lower-case host name, or \*\.domain\.tld/);
+    }
     expect(configError({ x: { ...custom, tokenHeaders: { authorization: 'account_id' } } })).toMatch(/routes\.x\.tokenHeaders: must not set the header that carries the credential/);
   });
 });

@@ -1,16 +1,16 @@
 /** `credproxy routes`: the injection routes this host serves — presets, changed presets and custom ones. */
 import { Command } from 'commander';
-import { ROUTE_PRESETS } from '../../inject/routePresets.js';
+import type { RouteTable } from '../../inject/RouteTable.js';
 import type { RouteDefinition } from '../../inject/routeSchema.js';
 import { routeTableFromConfig } from '../util/routeConfig.js';
 
 /** One route as `routes --json` prints it: where it goes and what it attaches, never a credential. */
 export interface RouteListing {
   name: string;
-  kind: 'preset' | 'custom';
+  kind: 'preset' | 'changed' | 'custom';
   upstream: string;
-  /** The token field that names the upstream, and the hosts it may name. */
-  upstreamFrom?: { field: string; hosts: string[] };
+  /** The token field that names the upstream host, the hosts it may name and the path used there. */
+  upstreamFrom?: { field: string; hosts: string[]; path: string };
   /** `provider P[/B]` or `key NAME`. */
   credential: string;
   header: string;
@@ -24,12 +24,13 @@ function credentialText(c: RouteDefinition['credential']): string {
   return 'key' in c ? `key ${c.key}` : `provider ${c.provider}${c.bucket !== undefined ? `/${c.bucket}` : ''}`;
 }
 
-function listing(name: string, r: RouteDefinition): RouteListing {
+function listing(table: RouteTable, name: string): RouteListing {
+  const r = table.definition(name)!;
   return {
     name,
-    kind: ROUTE_PRESETS.has(name) ? 'preset' : 'custom',
+    kind: table.kindOf(name),
     upstream: r.upstream,
-    ...(r.upstreamFrom && { upstreamFrom: { field: r.upstreamFrom.field, hosts: [...r.upstreamFrom.hosts] } }),
+    ...(r.upstreamFrom && { upstreamFrom: { field: r.upstreamFrom.field, hosts: [...r.upstreamFrom.hosts], path: r.upstreamFrom.path ?? '/' } }),
     credential: credentialText(r.credential),
     header: r.header,
     env: Object.keys(r.env),
@@ -41,7 +42,7 @@ function listing(name: string, r: RouteDefinition): RouteListing {
 export function renderRoutes(routes: RouteListing[]): string {
   const rows = [
     ['NAME', 'KIND', 'CREDENTIAL', 'HEADER', 'UPSTREAM'],
-    ...routes.map((r) => [r.name, r.kind, r.credential, r.header, r.upstreamFrom ? `token's ${r.upstreamFrom.field}, else ${r.upstream}` : r.upstream]),
+    ...routes.map((r) => [r.name, r.kind, r.credential, r.header, r.upstreamFrom ? `https://<token's ${r.upstreamFrom.field}>${r.upstreamFrom.path === '/' ? '' : r.upstreamFrom.path}, else ${r.upstream}` : r.upstream]),
   ];
   const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i]!.length)));
   return `${rows.map((row) => row.map((cell, i) => (i < 4 ? cell.padEnd(widths[i]!) : cell)).join('  ').trimEnd()).join('\n')}\n`;
@@ -50,7 +51,7 @@ export function renderRoutes(routes: RouteListing[]): string {
 export function routesCommand(): Command {
   return new Command('routes')
     .description('list the injection routes (presets and the config file\'s routes) for run --inject')
-    .option('--json', 'print {"routes": [{name, kind, upstream, upstreamFrom?, credential, header, env, allow?}]}')
+    .option('--json', 'print {"routes": [{name, kind (preset, changed, custom), upstream, upstreamFrom?, credential, header, env, allow?}]}')
     .option('--config <file>', 'route configuration (default DATA_DIR/config.json)')
     .addHelpText(
       'after',
@@ -62,8 +63,8 @@ the host. A route is used with: credproxy run --inject ROUTE[:BUCKET] -- COMMAND
       const table = routeTableFromConfig(opts.config);
       const routes = table
         .names()
-        .map((name) => listing(name, table.definition(name)!))
-        .sort((a, b) => (a.kind === b.kind ? a.name.localeCompare(b.name) : a.kind === 'preset' ? -1 : 1));
+        .map((name) => listing(table, name))
+        .sort((a, b) => (a.kind === 'custom') === (b.kind === 'custom') ? a.name.localeCompare(b.name) : a.kind === 'custom' ? 1 : -1);
       process.stdout.write(opts.json ? `${JSON.stringify({ routes }, null, 2)}\n` : renderRoutes(routes));
     });
 }
