@@ -7,6 +7,7 @@
  */
 import { isAllowedEndpoint } from '../oauth/upstream.js';
 import type { StoredToken } from '../store/types.js';
+import { headerSafe } from './headers.js';
 import type { Route } from './routeSchema.js';
 
 /** A token whose fields this route cannot use; the message names the route and field, never a secret. */
@@ -20,8 +21,6 @@ export interface Binding {
   /** tokenHeaders with their values. */
   headers: Record<string, string>;
 }
-
-const HEADER_SAFE = /^[\x20-\x7e]{1,1024}$/;
 
 /** `host` is URL.host: the name, and the port when it is not the default. */
 function hostAllowed(patterns: readonly string[], host: string): boolean {
@@ -66,7 +65,7 @@ export function bindToken(route: Route, token: StoredToken | null): Binding {
   for (const [header, field] of Object.entries(route.tokenHeaders)) {
     const value = fieldText(token, field);
     if (value === undefined) throw new TokenBindingError(`the token of route ${route.name} has no ${field}, which the route sends in ${header}`);
-    if (!HEADER_SAFE.test(value)) throw new TokenBindingError(`the ${field} of the token of route ${route.name} cannot be sent in a header`);
+    if (value.length > 1024 || !headerSafe(value)) throw new TokenBindingError(`the ${field} of the token of route ${route.name} cannot be sent in a header`);
     headers[header.toLowerCase()] = value;
   }
   return { upstream: upstreamOf(route, token), headers };

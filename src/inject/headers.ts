@@ -12,8 +12,12 @@ const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-en
 /** Headers that carry a credential in either direction. */
 const CREDENTIAL_BEARING = ['authorization', 'proxy-authorization', 'x-api-key', 'x-goog-api-key', 'cookie', 'set-cookie', 'set-cookie2'];
 
-/** A value fit for a header line: printable ASCII, no CR/LF. */
 const HEADER_SAFE = /^[\x20-\x7e]*$/;
+
+/** Whether a value is fit for a header line: printable ASCII, no CR/LF. */
+export function headerSafe(value: string): boolean {
+  return HEADER_SAFE.test(value);
+}
 
 /** A credential that cannot be sent in a header (control characters): refused, never forwarded. */
 export class UnsendableCredentialError extends Error {
@@ -35,7 +39,7 @@ function dropped(headers: IncomingHttpHeaders, extra: readonly string[]): Set<st
  * of its tokenHeaders (`fromToken`, see bindToken: these replace what the sandbox sent) and the credential.
  */
 export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, route: Route, credential: string, fromToken: Readonly<Record<string, string>> = {}): Record<string, string | string[]> {
-  if (!HEADER_SAFE.test(credential)) throw new UnsendableCredentialError(`the credential of route ${route.name} cannot be sent in a header`);
+  if (!headerSafe(credential)) throw new UnsendableCredentialError(`the credential of route ${route.name} cannot be sent in a header`);
   const header = route.header.toLowerCase();
   // host: the upstream's own, set by the client library; expect: Node answers 100-continue itself.
   const drop = dropped(incoming, [header, 'host', 'expect', ...Object.keys(fromToken)]);

@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { nameSchema } from '../protocol/messages.js';
 import { isAllowedEndpoint } from '../oauth/upstream.js';
+import { fieldName } from '../oauth/providers/definition.js';
 import { mayBePublic } from '../oauth/token.js';
 
 /** What a sandbox is handed instead of a credential: worthless when it leaks. */
@@ -29,10 +30,7 @@ const credential = z.union([
 ]);
 
 /** A field of the stored OAuth token that may leave the host: never a secret or host bookkeeping. */
-const tokenField = z
-  .string()
-  .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be a token field name')
-  .refine(mayBePublic, 'names a secret, host-only or standard token field, which is never sent upstream');
+const tokenField = fieldName.refine(mayBePublic, 'names a secret, host-only or standard token field, which is never sent upstream');
 
 /**
  * `api.example.com`, or `*.example.com` for its subdomains (two labels at least: not `*.com`); with

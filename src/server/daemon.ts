@@ -141,16 +141,21 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
   const upstreamAgents = (): Promise<UpstreamAgents> => (upstreams ??= import('../inject/UpstreamAgents.js').then((m) => new m.UpstreamAgents()));
   const routes = options.routes ?? RouteTable.presets();
   const credentials = new InjectCredentials({ tokens, keys: options.keys, refresher, ...(options.refreshWaitMs !== undefined && { refreshWaitMs: options.refreshWaitMs }) });
-  /**
-   * Inject proxies admit like the Unix listeners: the daemon's uid and the allowed ones (TCP: through
-   * /proc/net/tcp). The peer is kept for the connection's audit lines.
-   */
   // One numbering for every connection of the daemon, proxy connections included: audit lines name them.
   let nextConnId = 1;
+  /** Who is on a proxy connection: SO_PEERCRED on the Unix socket, /proc/net/tcp on the loopback port. */
+  const injectPeer = (socket: net.Socket, kind: 'unix' | 'tcp'): InjectPeer | null => {
+    if (kind === 'tcp') {
+      const uid = loopbackPeerUid(socket);
+      return uid === null ? null : { uid };
+    }
+    const creds = readPeerCredentials(socket);
+    return creds && { uid: creds.uid, ...(creds.pid !== undefined && { pid: creds.pid }) };
+  };
+  /** Inject proxies admit like the Unix listeners: the daemon's uid and the allowed ones; the peer is kept for the audit lines. */
   const admitInject = (socket: net.Socket, kind: 'unix' | 'tcp'): AdmittedPeer | null => {
-    const uid = kind === 'unix' ? null : loopbackPeerUid(socket);
-    const peer: InjectPeer | null = kind === 'unix' ? readPeerCredentials(socket) : uid === null ? null : { uid };
-    if (peer && (peer.uid === ownUid || allowUids.has(peer.uid))) return { conn: nextConnId++, peer: { uid: peer.uid, ...(peer.pid !== undefined && { pid: peer.pid }) } };
+    const peer = injectPeer(socket, kind);
+    if (peer && (peer.uid === ownUid || allowUids.has(peer.uid))) return { conn: nextConnId++, peer };
     audit.record({ conn: 0, op: 'inject', outcome: peer ? 'PEER_REFUSED' : 'PEER_UNKNOWN', ...(peer && { peer }) });
     return null;
   };

@@ -1,6 +1,7 @@
 /** `credproxy providers`: the login providers this host knows — presets and custom ones — with their flows. */
 import { Command } from 'commander';
 import type { ProviderSummary } from '../../oauth/providerTypes.js';
+import { columns } from '../util/columns.js';
 import { flowOption, registryFromConfig } from '../util/loginConfig.js';
 
 /** One provider as `providers --json` prints it. */
@@ -20,9 +21,7 @@ export function listing(summary: ProviderSummary): ProviderListing {
 /** A table: NAME, KIND, FLOWS (the default flow first). */
 export function renderProviders(providers: ProviderListing[]): string {
   if (providers.length === 0) return 'No login providers are configured.\n';
-  const rows = [['NAME', 'KIND', 'FLOWS (first = default)'], ...providers.map((p) => [p.name, p.kind, p.flowOptions.join(', ')])];
-  const widths = [0, 1].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return `${rows.map((r) => `${r[0]!.padEnd(widths[0]!)}  ${r[1]!.padEnd(widths[1]!)}  ${r[2]}`.trimEnd()).join('\n')}\n`;
+  return columns([['NAME', 'KIND', 'FLOWS (first = default)'], ...providers.map((p) => [p.name, p.kind, p.flowOptions.join(', ')])]);
 }
 
 export function providersCommand(): Command {

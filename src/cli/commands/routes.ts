@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import type { RouteTable } from '../../inject/RouteTable.js';
 import type { RouteDefinition } from '../../inject/routeSchema.js';
+import { columns } from '../util/columns.js';
 import { routeTableFromConfig } from '../util/routeConfig.js';
 
 /** One route as `routes --json` prints it: where it goes and what it attaches, never a credential. */
@@ -38,14 +39,12 @@ function listing(table: RouteTable, name: string): RouteListing {
   };
 }
 
-/** A table: NAME, KIND, CREDENTIAL → HEADER, UPSTREAM. */
+/** A table: NAME, KIND, CREDENTIAL, HEADER, UPSTREAM. */
 export function renderRoutes(routes: RouteListing[]): string {
-  const rows = [
+  return columns([
     ['NAME', 'KIND', 'CREDENTIAL', 'HEADER', 'UPSTREAM'],
     ...routes.map((r) => [r.name, r.kind, r.credential, r.header, r.upstreamFrom ? `https://<token's ${r.upstreamFrom.field}>${r.upstreamFrom.path === '/' ? '' : r.upstreamFrom.path}, else ${r.upstream}` : r.upstream]),
-  ];
-  const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i]!.length)));
-  return `${rows.map((row) => row.map((cell, i) => (i < 4 ? cell.padEnd(widths[i]!) : cell)).join('  ').trimEnd()).join('\n')}\n`;
+  ]);
 }
 
 export function routesCommand(): Command {

@@ -18,7 +18,8 @@ const endpointUrl = z.string().refine(isAllowedEndpoint, {
   message: 'must be an https URL (plain http only for 127.0.0.1, ::1 or localhost)',
 });
 const anyUrl = z.string().refine((v) => URL.canParse(v), { message: 'must be an absolute URL' });
-const fieldName = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be a token field name');
+/** The name of a stored token's field (provider fields, claims; inject routes' tokenHeaders and upstreamFrom). */
+export const fieldName = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be a token field name');
 
 const endpointsShape = {
   /** Authorization endpoint (PKCE paste and browser flows). */
