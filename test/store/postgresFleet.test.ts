@@ -16,7 +16,7 @@ import { startAuthServer, type AuthServer } from '../helpers/authServer.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultProxy.js';
 import { deviceLogin, registryFrom, writeProviderConfig } from '../helpers/providerLogin.js';
 import { RawClient } from '../helpers/rawClient.js';
-import { startWorker, stopAllWorkers, type Worker } from '../helpers/renewalWorker.js';
+import { startWorker, stopAllWorkers, type Worker, type WorkerLine } from '../helpers/renewalWorker.js';
 import { freshDatabase, hostDir, openStore, pgSkipReason, until, usePostgres } from './postgresHelpers.js';
 
 const FLEET_DAEMON = fileURLToPath(new URL('../fixtures/postgres-daemon.mjs', import.meta.url));
@@ -69,6 +69,16 @@ async function loginInto(url: string): Promise<{ store: PostgresStore; access: s
   const token = await deviceLogin(registryFrom(path.join(configDir, 'direct.json')), P, idp);
   await new TokenService(store).replace(P, 'default', token);
   return { store, access: token.access_token, refresh: token.refresh_token! };
+}
+
+/** Waits until each host's store has seen the database's current generation (through `source` when given). */
+async function caughtUp(url: string, hosts: Host[], source?: 'notify'): Promise<void> {
+  const db = new pg.Client({ connectionString: url });
+  await db.connect();
+  const generation = Number((await db.query<{ g: string }>('SELECT generation AS g FROM credproxy_generation')).rows[0]!.g);
+  await db.end();
+  const seen = (l: WorkerLine): boolean => l.event === 'generation' && (source === undefined || l.source === source) && Number(l.value) >= generation;
+  for (const h of hosts) await h.worker.waitFor(seen, `generation ${generation}`);
 }
 
 async function request(host: Host, op: string, payload: Record<string, unknown>, socket = host.socket): Promise<Record<string, unknown>> {
@@ -171,13 +181,9 @@ describe.skipIf(pgSkipReason !== null)('three daemons sharing one PostgreSQL sto
     for (const h of [a!, b!, c!]) expect((await request(h, 'get_token', { provider: P })).ok).toBe(true);
     const removed = await request(a!, 'remove_token', { provider: P });
     expect(removed.ok).toBe(true);
-    const db = new pg.Client({ connectionString: url });
-    await db.connect();
-    const generation = Number((await db.query<{ g: string }>('SELECT generation AS g FROM credproxy_generation')).rows[0]!.g);
-    await db.end();
+    // The removal's generation reached these daemons by notification; their next read misses.
+    await caughtUp(url, [b!, c!], 'notify');
     for (const h of [b!, c!]) {
-      // The removal's generation reached this daemon by notification; its next read misses.
-      await h.worker.waitFor((l) => l.event === 'generation' && l.source === 'notify' && Number(l.value) >= generation, 'the removal notification');
       const reply = await request(h, 'get_token', { provider: P });
       expect(reply).toMatchObject({ ok: false, code: 'NOT_FOUND' });
     }
@@ -187,6 +193,9 @@ describe.skipIf(pgSkipReason !== null)('three daemons sharing one PostgreSQL sto
     const { url } = await freshDatabase(server());
     const [a, b] = await Promise.all([0, 1].map(() => startHost(url)));
     const { access } = await loginInto(url);
+    // Each daemon has seen the login's write before it caches the token: a notification arriving
+    // after the get_token would empty that cache, and the outage below would find nothing to serve.
+    await caughtUp(url, [a!, b!]);
     for (const h of [a!, b!]) expect(((await request(h, 'get_token', { provider: P })).data as { access_token: string }).access_token).toBe(access);
 
     await server().stop();
